@@ -1,0 +1,128 @@
+"""Decoding and validation of raw records: valid readings pass in order, every bad one is explained."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import pytest
+
+from workbench import schema
+from workbench.streams.clients import RecordBatch
+from workbench.streams.validate import ReadingValidator
+
+NOW = datetime.now(UTC)
+
+
+def thermostat(**changes: object) -> dict:
+    base = {
+        "device_type": "thermostat",
+        "device_id": "thermostat-0001",
+        "ts": NOW.isoformat(),
+        "seq": 7,
+        "lat": 51.5,
+        "lon": -0.12,
+        "firmware": "2.4.1",
+        "temperature": 21.5,
+        "humidity": 40.0,
+        "power": 800.0,
+        "energy": 1234.5,
+    }
+    base.update(changes)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def batch_of(values: list[bytes | None]) -> RecordBatch:
+    return RecordBatch(
+        topic="iot.readings",
+        values=values,
+        timestamps_ms=[1000 + i for i in range(len(values))],
+        next_offsets={0: len(values)},
+        locate=lambda i: (0, 100 + i, f"k{i}".encode()),
+    )
+
+
+def encode(d: dict) -> bytes:
+    return msgspec.json.encode(d)
+
+
+BAD = {
+    "invalid JSON": (b'{"device_type": "thermostat", ', "malformed JSON"),
+    "invalid UTF-8": (encode(thermostat()).replace(b"2.4.1", b"\xff\xfe"), "invalid UTF-8"),
+    "NaN": (encode(thermostat()).replace(b"21.5", b"NaN"), "malformed JSON"),
+    "infinity": (encode(thermostat()).replace(b"21.5", b"1e999"), "schema: Number out of range"),
+    "missing field": (encode(thermostat(humidity=None)), "missing required field `humidity`"),
+    "mistyped field": (encode(thermostat(power="lots")), "Expected `float`, got `str`"),
+    "impossible value": (encode(thermostat(humidity=140.0)), "`$.humidity`"),
+    "below absolute zero": (encode(thermostat(temperature=-300.0)), "`$.temperature`"),
+    "unknown device type": (encode(thermostat(device_type="toaster")), "Invalid value 'toaster'"),
+    "field the type lacks": (encode(thermostat(battery=0.5)), "unknown field `battery`"),
+    "naive timestamp": (encode(thermostat(ts="2026-01-01T00:00:00")), "`$.ts`"),
+    "timestamp in 1970": (
+        encode(thermostat(ts="1970-01-01T00:00:00Z")),
+        "implausible timestamp: 1970-01-01",
+    ),
+    "timestamp next year": (
+        encode(thermostat(ts=(NOW + timedelta(days=365)).isoformat())),
+        "implausible timestamp",
+    ),
+    "oversize": (encode(thermostat(firmware="x" * 20)) + b" " * 20_000, "oversize: 20,"),
+    "tombstone": (None, "empty"),
+    "not an object": (b"[1, 2, 3]", "schema: Expected `object`, got `array`"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_each_kind_of_bad_record_is_rejected_with_its_reason(case: str) -> None:
+    value, reason = BAD[case]
+    out = ReadingValidator()(batch_of([value]))
+    assert out.readings == []
+    assert len(out.rejected) == 1
+    rejected = out.rejected[0]
+    assert reason in rejected.reason
+    assert (rejected.partition, rejected.offset, rejected.key) == (0, 100, b"k0")
+    assert rejected.value == value  # the original bytes, untouched
+
+
+def test_valid_readings_pass_in_order_between_bad_ones() -> None:
+    good = [encode(thermostat(seq=i)) for i in range(5)]
+    values = [good[0], BAD["NaN"][0], good[1], good[2], BAD["oversize"][0], good[3], good[4]]
+    out = ReadingValidator()(batch_of(values))
+    assert [r.seq for r in out.readings] == [0, 1, 2, 3, 4]
+    assert out.timestamps_ms == [1000, 1002, 1003, 1005, 1006]
+    assert [r.offset for r in out.rejected] == [101, 104]
+
+
+def test_each_device_type_decodes_with_only_its_own_metrics() -> None:
+    common = {k: v for k, v in thermostat().items() if k in schema.COMMON_FIELDS}
+    sample = {
+        "temperature": 5.0,
+        "humidity": 50.0,
+        "power": 100.0,
+        "energy": 10.0,
+        "battery": 0.8,
+        "co2": 600.0,
+        "pm25": 8.0,
+    }
+    for device_type, metrics in schema.METRICS.items():
+        value = encode({**common, "device_type": device_type, **{m: sample[m] for m in metrics}})
+        out = ReadingValidator()(batch_of([value]))
+        assert not out.rejected, out.rejected
+        reading = out.readings[0]
+        assert reading.device_type == device_type
+        assert all(getattr(reading, m) == sample[m] for m in metrics)
+        absent = set(sample) - set(metrics)
+        assert not any(hasattr(reading, m) for m in absent)
+
+
+def test_round_trip_through_the_wire_form() -> None:
+    reading = msgspec.json.decode(encode(thermostat()), type=schema.Reading)
+    again = ReadingValidator()(batch_of([schema.encode(reading)])).readings[0]
+    assert again == reading
+
+
+def test_validator_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="at least 64 bytes"):
+        ReadingValidator(max_bytes=10)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        ReadingValidator(earliest=datetime(2000, 1, 1))

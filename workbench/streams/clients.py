@@ -1,0 +1,342 @@
+"""Kafka client backends behind one small interface: kafka-python (default) and confluent-kafka.
+
+A consumer backend polls raw record batches and commits explicit offsets; a producer backend sends
+bytes. Both are blocking and not thread-safe: callers keep each one on a single thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from workbench.config import Settings
+
+log = logging.getLogger(__name__)
+
+# Short fetch waits keep end-to-end latency low at modest rates; an idle consumer then makes
+# ~50 fetch requests/s, which costs next to nothing.
+FETCH_WAIT_MS = 20
+
+
+@dataclass(slots=True)
+class RecordBatch:
+    """Raw records from one poll of one topic, as parallel lists (cheap to build, cheap to walk)."""
+
+    topic: str
+    values: list[bytes | None]
+    timestamps_ms: list[int]
+    """The records' Kafka timestamps (producer create time), in ms since the epoch."""
+    next_offsets: dict[int, int]
+    """partition → the offset to commit once this batch is processed (last offset + 1)."""
+    locate: Callable[[int], tuple[int, int, bytes | None]] = field(repr=False)
+    """index → (partition, offset, key) of one record, for dead-lettering."""
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+class ConsumerBackend(Protocol):
+    """What a source needs from a Kafka consumer."""
+
+    def poll(self, max_records: int, timeout_s: float) -> RecordBatch | None: ...
+    def commit(self, offsets: dict[int, int]) -> None: ...
+    def lag(self) -> int | None: ...
+    def close(self) -> None: ...
+
+
+class ProducerBackend(Protocol):
+    """What the simulator, the dead-letter writer and the alert publisher need from a producer."""
+
+    def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> None: ...
+    def flush(self, timeout_s: float = 30.0) -> None: ...
+    def close(self) -> None: ...
+
+    @property
+    def failed(self) -> int: ...
+
+
+@dataclass
+class ConsumerOptions:
+    """Consumer settings shared by the backends."""
+
+    topic: str
+    group_id: str | None = "workbench"
+    """Consumer group; None reads without a group (explicit partitions, nothing committed)."""
+    partitions: Sequence[int] | None = None
+    """Explicit partitions instead of group-managed assignment."""
+    start: str = "earliest"
+    """Where a group with no committed offset starts: 'earliest' or 'latest'."""
+    client_id: str = "workbench"
+
+    def __post_init__(self) -> None:
+        if self.start not in ("earliest", "latest"):
+            raise ValueError(f"start={self.start!r}: choose 'earliest' or 'latest'")
+
+
+class KafkaPythonConsumer:
+    """Consumer backend on kafka-python (pure Python; fast once the ``crc32c`` package is in)."""
+
+    def __init__(self, settings: Settings, options: ConsumerOptions) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        self._tp = TopicPartition
+        self._topic = options.topic
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=settings.bootstrap,
+            group_id=options.group_id,
+            client_id=options.client_id,
+            enable_auto_commit=False,
+            auto_offset_reset=options.start,
+            fetch_max_wait_ms=FETCH_WAIT_MS,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            reconnect_backoff_max_ms=2000,
+            **settings.kafka_python_security(),
+        )
+        if options.partitions is not None:
+            self._consumer.assign([TopicPartition(options.topic, p) for p in options.partitions])
+        else:
+            self._consumer.subscribe([options.topic])
+
+    def poll(self, max_records: int, timeout_s: float) -> RecordBatch | None:
+        polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        if not polled:
+            return None
+        values: list[bytes | None] = []
+        stamps: list[int] = []
+        index: list[tuple[int, int]] = []  # (partition, start index) per partition run
+        runs: dict[int, list] = {}
+        next_offsets: dict[int, int] = {}
+        for tp, records in polled.items():
+            index.append((tp.partition, len(values)))
+            runs[tp.partition] = records
+            values.extend([r.value for r in records])
+            stamps.extend([r.timestamp for r in records])
+            next_offsets[tp.partition] = records[-1].offset + 1
+
+        def locate(i: int) -> tuple[int, int, bytes | None]:
+            for partition, start in reversed(index):
+                if i >= start:
+                    record = runs[partition][i - start]
+                    return partition, record.offset, record.key
+            raise IndexError(i)
+
+        return RecordBatch(self._topic, values, stamps, next_offsets, locate)
+
+    def commit(self, offsets: dict[int, int]) -> None:
+        from kafka.structs import OffsetAndMetadata
+
+        self._consumer.commit(
+            {self._tp(self._topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()}
+        )
+
+    def lag(self) -> int | None:
+        total = 0
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            if high is None:
+                return None
+            total += max(0, high - self._consumer.position(tp))
+        return total
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
+
+
+def _librdkafka_config(settings: Settings) -> dict[str, object]:
+    return {"bootstrap.servers": settings.bootstrap, **settings.security}
+
+
+class ConfluentConsumer:
+    """Consumer backend on confluent-kafka (librdkafka): the fast path."""
+
+    def __init__(self, settings: Settings, options: ConsumerOptions) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        self._tp = TopicPartition
+        self._topic = options.topic
+        config: dict[str, object] = {
+            **_librdkafka_config(settings),
+            "group.id": options.group_id or f"workbench-nogroup-{time.time_ns()}",
+            "client.id": options.client_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": options.start,
+            "fetch.wait.max.ms": FETCH_WAIT_MS,
+            # librdkafka's default (1000 ms) pauses fetching whenever processing falls behind.
+            "fetch.queue.backoff.ms": 10,
+            "reconnect.backoff.max.ms": 2000,
+            "enable.partition.eof": False,
+        }
+        self._consumer = Consumer(config, logger=log)
+        if options.partitions is not None:
+            self._consumer.assign([TopicPartition(options.topic, p) for p in options.partitions])
+        else:
+            self._consumer.subscribe([options.topic])
+        self._positions: dict[int, int] = {}
+
+    def poll(self, max_records: int, timeout_s: float) -> RecordBatch | None:
+        messages = self._consumer.consume(num_messages=max_records, timeout=timeout_s)
+        if not messages:
+            return None
+        values: list[bytes | None] = []
+        stamps: list[int] = []
+        kept = []
+        next_offsets: dict[int, int] = {}
+        for m in messages:
+            if m.error() is not None:
+                log.warning("Kafka consumer error: %s", m.error())
+                continue
+            kept.append(m)
+            values.append(m.value())
+            stamps.append(m.timestamp()[1])
+            next_offsets[m.partition()] = m.offset() + 1
+        if not kept:
+            return None
+        self._positions.update(next_offsets)
+
+        def locate(i: int) -> tuple[int, int, bytes | None]:
+            m = kept[i]
+            return m.partition(), m.offset(), m.key()
+
+        return RecordBatch(self._topic, values, stamps, next_offsets, locate)
+
+    def commit(self, offsets: dict[int, int]) -> None:
+        self._consumer.commit(
+            offsets=[self._tp(self._topic, p, o) for p, o in offsets.items()], asynchronous=False
+        )
+
+    def lag(self) -> int | None:
+        total = 0
+        for tp in self._consumer.assignment():
+            _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            position = self._positions.get(tp.partition)
+            if high < 0 or position is None:
+                continue
+            total += max(0, high - position)
+        return total
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class KafkaPythonProducer:
+    """Producer backend on kafka-python."""
+
+    def __init__(self, settings: Settings, client_id: str = "workbench") -> None:
+        from kafka import KafkaProducer
+
+        self._failed = 0
+        self._producer = KafkaProducer(
+            bootstrap_servers=settings.bootstrap,
+            client_id=client_id,
+            acks="all",
+            linger_ms=5,
+            batch_size=256 * 1024,
+            retries=2**31 - 1,
+            reconnect_backoff_max_ms=2000,
+            **settings.kafka_python_security(),
+        )
+
+    def _on_error(self, exc: BaseException) -> None:
+        self._failed += 1
+        log.error("Kafka delivery failed: %s", exc)
+
+    def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> None:
+        future = self._producer.send(topic, value=value, key=key, headers=list(headers or ()))
+        future.add_errback(self._on_error)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        self._producer.flush(timeout=timeout_s)
+
+    def close(self) -> None:
+        self._producer.close(timeout=10)
+
+    @property
+    def failed(self) -> int:
+        """Messages the broker never acknowledged."""
+        return self._failed
+
+
+class ConfluentProducer:
+    """Producer backend on confluent-kafka (librdkafka)."""
+
+    def __init__(self, settings: Settings, client_id: str = "workbench") -> None:
+        from confluent_kafka import Producer
+
+        self._failed = 0
+        self._producer = Producer(
+            {
+                **_librdkafka_config(settings),
+                "client.id": client_id,
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "queue.buffering.max.messages": 1_000_000,
+                "reconnect.backoff.max.ms": 2000,
+            },
+            logger=log,
+        )
+
+    def _on_delivery(self, err: object, _msg: object) -> None:
+        if err is not None:
+            self._failed += 1
+            log.error("Kafka delivery failed: %s", err)
+
+    def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery
+                )
+                break
+            except BufferError:  # local queue full: let librdkafka drain it
+                self._producer.poll(0.05)
+        self._producer.poll(0)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        remaining = self._producer.flush(timeout_s)
+        if remaining:
+            raise TimeoutError(f"{remaining} messages still undelivered after {timeout_s:.0f} s")
+
+    def close(self) -> None:
+        self.flush()
+
+    @property
+    def failed(self) -> int:
+        """Messages the broker never acknowledged."""
+        return self._failed
+
+
+def make_consumer(settings: Settings, options: ConsumerOptions) -> ConsumerBackend:
+    """A consumer on the configured backend."""
+    if settings.backend == "confluent":
+        return ConfluentConsumer(settings, options)
+    return KafkaPythonConsumer(settings, options)
+
+
+def make_producer(settings: Settings, client_id: str = "workbench") -> ProducerBackend:
+    """A producer on the configured backend."""
+    if settings.backend == "confluent":
+        return ConfluentProducer(settings, client_id)
+    return KafkaPythonProducer(settings, client_id)

@@ -1,0 +1,54 @@
+"""Publish rejected records to the dead-letter topic: original bytes, where they came from, why.
+
+The original key and value are kept byte for byte; provenance and reason travel in headers (the
+convention of Kafka Connect's dead-letter queues), so a fixed consumer can replay them unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from workbench.config import TOPIC_DEADLETTER
+from workbench.streams.clients import ProducerBackend
+from workbench.streams.validate import Rejected
+
+HEADER_REASON = "workbench.reason"
+HEADER_TOPIC = "workbench.source.topic"
+HEADER_PARTITION = "workbench.source.partition"
+HEADER_OFFSET = "workbench.source.offset"
+HEADER_REJECTED_AT = "workbench.rejected_at_ms"
+
+
+def deadletter_headers(r: Rejected) -> list[tuple[str, bytes]]:
+    """The headers that describe one rejected record."""
+    return [
+        (HEADER_REASON, r.reason.encode()),
+        (HEADER_TOPIC, r.topic.encode()),
+        (HEADER_PARTITION, str(r.partition).encode()),
+        (HEADER_OFFSET, str(r.offset).encode()),
+        (HEADER_REJECTED_AT, str(time.time_ns() // 1_000_000).encode()),
+    ]
+
+
+class DeadLetterWriter:
+    """Writes rejected records and waits until the broker has them (before offsets commit)."""
+
+    def __init__(self, producer: ProducerBackend, topic: str = TOPIC_DEADLETTER) -> None:
+        self.producer = producer
+        self.topic = topic
+
+    def publish(self, rejected: Iterable[Rejected]) -> int:
+        """Send and flush; returns how many were written. Raises if the broker did not take them."""
+        failed_before = self.producer.failed
+        n = 0
+        for r in rejected:
+            self.producer.send(self.topic, r.value or b"", key=r.key, headers=deadletter_headers(r))
+            n += 1
+        if n:
+            self.producer.flush()
+            if self.producer.failed != failed_before:
+                raise RuntimeError(
+                    f"the broker refused {self.producer.failed - failed_before} dead-letter records"
+                )
+        return n

@@ -1,0 +1,233 @@
+"""A Streamz source of validated reading batches from Kafka, at-least-once.
+
+The consumer lives on one dedicated thread (Kafka clients are not thread-safe) and is polled from a
+coroutine on the caller's event loop, so a Jupyter or Voilà kernel is never blocked. Each poll is
+decoded and validated on that thread; malformed records go to the dead-letter topic; the batch is
+emitted downstream and awaited (that await is the back-pressure); only then are its offsets
+committed. Broker outages are ridden out: failed steps are retried with back-off, never skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from streamz import Source, Stream
+from tornado.ioloop import IOLoop
+
+from workbench.config import TOPIC_DEADLETTER, TOPIC_READINGS, Settings
+from workbench.streams.clients import (
+    ConsumerBackend,
+    ConsumerOptions,
+    RecordBatch,
+    make_consumer,
+    make_producer,
+)
+from workbench.streams.deadletter import DeadLetterWriter
+from workbench.streams.metrics import PipelineMetrics
+from workbench.streams.validate import ReadingBatch, ReadingValidator, reject_all
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_BACKOFF_S = 5.0
+
+
+def _running_loop_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Bind to the caller's running event loop (a kernel's) unless a loop was given explicitly.
+
+    Without this, streamz moves an asynchronous source to its private loop thread and every sink,
+    widget updates included, would run off the kernel's main thread.
+    """
+    if "loop" in kwargs:
+        return kwargs
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return kwargs
+    return {"loop": IOLoop.current(), "asynchronous": True, **kwargs}
+
+
+@Stream.register_api(staticmethod)
+class from_kafka_readings(Source):
+    """Emit ``ReadingBatch``es from a Kafka topic; commit offsets once downstream handled them.
+
+    Parameters
+    ----------
+    settings: cluster, client backend (kafka-python or confluent) and security; default from env.
+    topic: the readings topic.
+    group_id: consumer group (viewers that must each see everything need their own group).
+    partitions: explicit partitions instead of group-managed assignment.
+    start: where a group with no committed offsets begins, 'earliest' or 'latest'.
+    max_batch: most records per poll and per emitted batch.
+    commit_interval_s: commit processed offsets at most this often (and always on stop).
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        topic: str = TOPIC_READINGS,
+        group_id: str | None = "workbench",
+        partitions: list[int] | None = None,
+        start: str = "earliest",
+        max_batch: int = 10_000,
+        poll_timeout_s: float = 0.05,
+        commit_interval_s: float = 1.0,
+        validator: ReadingValidator | None = None,
+        deadletter_topic: str = TOPIC_DEADLETTER,
+        **kwargs: Any,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch={max_batch}: it must be at least 1")
+        if poll_timeout_s <= 0 or commit_interval_s < 0:
+            raise ValueError("poll_timeout_s must be > 0 s and commit_interval_s ≥ 0 s")
+        self.settings = settings or Settings.from_env()
+        self.options = ConsumerOptions(
+            topic=topic, group_id=group_id, partitions=partitions, start=start
+        )
+        self.max_batch = max_batch
+        self.poll_timeout_s = poll_timeout_s
+        self.commit_interval_s = commit_interval_s
+        self.validator = validator or ReadingValidator()
+        self.deadletter_topic = deadletter_topic
+        self.metrics = PipelineMetrics()
+        self._pending: dict[int, int] = {}
+        self._last_commit = 0.0
+        self._executor: ThreadPoolExecutor | None = None
+        self.finished = threading.Event()
+        """Set once the source has committed, closed its clients and stopped."""
+        super().__init__(**_running_loop_kwargs(kwargs))
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        assert self._executor is not None
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _retry(self, what: str, fn: Callable[..., T], *args: Any) -> T | None:
+        """Run ``fn`` on the consumer thread until it succeeds; None if stopped first."""
+        backoff = 0.1
+        while True:
+            try:
+                return await self._in_thread(fn, *args)
+            except Exception as exc:
+                self.metrics.record_error(exc)
+                log.warning("%s failed (%s); retrying in %.1f s", what, exc, backoff)
+                if self.stopped:
+                    return None
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def _open(self) -> tuple[ConsumerBackend, DeadLetterWriter]:
+        consumer = make_consumer(self.settings, self.options)
+        producer = make_producer(self.settings, client_id="workbench-deadletter")
+        return consumer, DeadLetterWriter(producer, self.deadletter_topic)
+
+    def _fetch(self, consumer: ConsumerBackend) -> tuple[RecordBatch | None, ReadingBatch | None]:
+        raw = consumer.poll(self.max_batch, self.poll_timeout_s)
+        self.metrics.consumer_lag = consumer.lag()
+        if raw is None:
+            return None, None
+        return raw, self.validator(raw)
+
+    async def run(self) -> None:
+        """Poll, validate, dead-letter, emit, commit — until stopped."""
+        self.finished.clear()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="workbench-kafka-source")
+        opened = None
+        try:
+            opened = await self._retry("connecting to Kafka", self._open)
+            if opened is not None:
+                await self._consume(*opened)
+        except Exception as exc:  # a bug, not a fault: say so instead of dying silently
+            log.exception("Kafka source stopped by an unexpected error")
+            self.metrics.record_error(exc, status="failed")
+        finally:
+            if opened is not None:
+                await self._close(*opened)
+            self._executor.shutdown(wait=False)
+            self.stopped = True
+            if self.metrics.status != "failed":
+                self.metrics.status = "stopped"
+            self.finished.set()
+
+    async def _consume(self, consumer: ConsumerBackend, deadletters: DeadLetterWriter) -> None:
+        self.metrics.status = "consuming"
+        while not self.stopped:
+            fetched = await self._retry("polling Kafka", self._fetch, consumer)
+            if fetched is None:
+                break
+            raw, batch = fetched
+            if (
+                raw is not None
+                and batch is not None
+                and not await self._handle(raw, batch, deadletters)
+            ):
+                break
+            if self._pending and time.monotonic() - self._last_commit >= self.commit_interval_s:
+                await self._commit(consumer)
+        if self._pending:
+            await self._commit(consumer)
+
+    async def _handle(
+        self, raw: RecordBatch, batch: ReadingBatch, deadletters: DeadLetterWriter
+    ) -> bool:
+        """Dead-letter, emit, mark offsets for commit. False when stopped before it was done."""
+        if (
+            batch.rejected
+            and await self._retry("writing dead letters", deadletters.publish, batch.rejected)
+            is None
+        ):
+            return False
+        handled = len(batch)
+        dead = len(batch.rejected)
+        if batch.readings:
+            try:
+                await asyncio.gather(*self._emit(batch))
+            except Exception as exc:
+                log.exception("the pipeline failed on a batch; its readings go to the dead letters")
+                self.metrics.record_error(exc, status="consuming")
+                reason = f"pipeline error: {type(exc).__name__}: {exc}"
+                failed = _failed_readings(raw, batch, reason)
+                if await self._retry("writing dead letters", deadletters.publish, failed) is None:
+                    return False
+                handled, dead = 0, dead + len(failed)
+        self._pending.update(raw.next_offsets)
+        self.metrics.record_batch(handled, dead, batch.timestamps_ms, time.time())
+        return True
+
+    async def _commit(self, consumer: ConsumerBackend) -> None:
+        offsets = dict(self._pending)
+        try:
+            await self._in_thread(consumer.commit, offsets)
+        except Exception as exc:
+            self.metrics.record_error(exc)
+            if type(exc).__name__ == "CommitFailedError":  # group rebalanced: partitions moved on
+                self._pending.clear()
+            log.warning("commit failed (%s); will retry", exc)
+            return
+        for partition, offset in offsets.items():
+            if self._pending.get(partition) == offset:
+                del self._pending[partition]
+        self._last_commit = time.monotonic()
+
+    async def _close(self, consumer: ConsumerBackend, deadletters: DeadLetterWriter) -> None:
+        for close in (consumer.close, deadletters.producer.close):
+            try:
+                await self._in_thread(close)
+            except Exception as exc:
+                log.warning("closing a Kafka client failed: %s", exc)
+
+    async def wait_stopped(self) -> None:
+        """Wait (without blocking the loop) until the source has committed, closed and finished."""
+        while self.started and not self.finished.is_set():
+            await asyncio.sleep(0.02)
+
+
+def _failed_readings(raw: RecordBatch, batch: ReadingBatch, reason: str) -> list:
+    """The valid records of a batch (the invalid ones were already dead-lettered), as rejects."""
+    already = {(r.partition, r.offset) for r in batch.rejected}
+    return [r for r in reject_all(raw, reason) if (r.partition, r.offset) not in already]
