@@ -1,4 +1,4 @@
-"""Decoding and validation of raw records: valid readings pass in order, every bad one is explained."""
+"""Decoding and validation of raw records: valid ones pass in order, each bad one is explained."""
 
 from __future__ import annotations
 

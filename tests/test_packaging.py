@@ -1,0 +1,63 @@
+"""The conda environment and pyproject.toml declare the same dependencies; ruff finds nothing."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONDA_NAMES = {"confluent-kafka": "python-confluent-kafka"}
+"""PyPI name → conda-forge name where they differ."""
+CONDA_ONLY = {"python", "openjdk", "maven", "pip"}
+
+
+def _split(requirement: str) -> tuple[str, str]:
+    name, spec = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$", requirement).groups()
+    return name.lower(), spec.replace(" ", "")
+
+
+def _pyproject() -> dict[str, str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = project["dependencies"] + project["optional-dependencies"]["test"]
+    pinned = dict(_split(r) for r in requirements)
+    return {CONDA_NAMES.get(name, name): spec for name, spec in pinned.items()}
+
+
+def _environment() -> tuple[dict[str, str], list[str]]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert env["channels"] == ["conda-forge"]
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    return dict(_split(re.sub(r"^([^=<>!]+)=(\d)", r"\1==\2", d)) for d in conda), pip
+
+
+def test_environment_yml_pins_what_pyproject_requires() -> None:
+    conda, _ = _environment()
+    wanted = _pyproject()
+    extra = {k: v for k, v in conda.items() if k not in CONDA_ONLY}
+    assert extra == wanted
+
+
+def test_environment_yml_brings_python_java_maven_and_installs_the_checkout() -> None:
+    conda, pip = _environment()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert conda["python"] == "==3.11"
+    assert project["requires-python"] == ">=3.11"
+    assert conda["openjdk"] == "==17"
+    assert "maven" in conda
+    assert pip == ["--editable .[test]"]
+
+
+def test_ruff_is_clean() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "workbench", "tests"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

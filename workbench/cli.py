@@ -1,0 +1,239 @@
+"""The ``workbench`` command line: local Kafka, simulator, live pipeline, benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from workbench.config import BACKENDS, ConfigError, Settings
+
+
+def _positive(kind: type, what: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: it must be greater than 0")
+        return value
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: it must be between 0 and 1")
+    return value
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(bootstrap_servers=args.bootstrap_servers, backend=args.client)
+
+
+def cmd_kafka(args: argparse.Namespace) -> int:
+    """workbench kafka start|stop|status|fetch."""
+    from workbench.broker.local import LocalBroker, fetch_jars
+
+    settings = _settings(args)
+    if not settings.uses_local_broker and args.action != "status":
+        _progress(
+            f"a cluster is configured ({settings.bootstrap}); the local broker is not used, "
+            "so there is nothing to start or stop"
+        )
+        return 0
+    broker = LocalBroker(settings, progress=_progress)
+    if args.action == "fetch":
+        fetch_jars(settings, progress=_progress)
+    elif args.action == "start":
+        broker.start()
+    elif args.action == "stop":
+        broker.stop()
+    else:
+        status = broker.status()
+        print(json.dumps(status.as_dict(), indent=2) if args.json else status.describe())
+        return 0 if status.running else 1
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    """workbench topics: create the workbench topics (idempotent)."""
+    from workbench.streams.topics import ensure_topics
+
+    created = ensure_topics(_settings(args))
+    _progress(f"created {', '.join(created)}" if created else "all topics exist")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """workbench simulate: publish simulated readings (and ground truth) until done or Ctrl-C."""
+    from workbench.simulator.run import run_simulator
+    from workbench.streams.topics import ensure_topics
+
+    settings = _settings(args)
+    ensure_topics(settings)
+    stats = run_simulator(
+        settings,
+        devices=args.devices,
+        rate=args.rate,
+        duration_s=args.duration,
+        count=args.count,
+        anomaly_rate=args.anomaly_rate,
+        seed=args.seed,
+        progress=_progress,
+    )
+    _progress(stats.describe())
+    return 0 if not stats.failed else 1
+
+
+def cmd_consume(args: argparse.Namespace) -> int:
+    """workbench consume: run the ingestion pipeline and show its live figures."""
+    from workbench.live import run_live
+
+    settings = _settings(args)
+    return run_live(settings, simulate=False, group_id=args.group)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """workbench up: local Kafka, topics, simulator and pipeline, with live figures."""
+    from workbench.live import run_live
+
+    return run_live(
+        _settings(args),
+        simulate=True,
+        devices=args.devices,
+        rate=args.rate,
+        anomaly_rate=args.anomaly_rate,
+        seed=args.seed,
+        group_id=args.group,
+    )
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """workbench bench ingest: throughput and latency against the real local Kafka."""
+    from workbench.bench.ingest import format_table, run_ingest_bench
+    from workbench.live import local_broker_for
+    from workbench.simulator.run import sample_payloads
+
+    settings = _settings(args)
+    say = (lambda _m: None) if args.json else _progress
+    with local_broker_for(settings, progress=say):
+        figures = run_ingest_bench(
+            settings,
+            sample_payloads(devices=1000, count=20_000, seed=1),
+            backends=args.backends,
+            count=args.count,
+            rates=args.rates,
+            seconds=args.seconds,
+            progress=say,
+        )
+    print(json.dumps(figures, indent=2) if args.json else format_table(figures))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and documentation)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--bootstrap-servers",
+        metavar="HOST:PORT[,…]",
+        help="use this Kafka cluster instead of the local broker (env KAFKA_BOOTSTRAP_SERVERS)",
+    )
+    common.add_argument(
+        "--client",
+        choices=BACKENDS,
+        help="Kafka client backend (env WORKBENCH_KAFKA_CLIENT; default kafka-python)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="workbench", description="IoT Live Workbench: live IoT analytics on Kafka + Streamz."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("kafka", parents=[common], help="the local Apache Kafka broker")
+    p.add_argument("action", choices=("start", "stop", "status", "fetch"))
+    p.add_argument("--json", action="store_true", help="status as JSON")
+    p.set_defaults(func=cmd_kafka)
+
+    p = sub.add_parser("topics", parents=[common], help="create the workbench topics")
+    p.set_defaults(func=cmd_topics)
+
+    def fleet_options(p: argparse.ArgumentParser, rate: float, devices: int) -> None:
+        p.add_argument("--devices", type=_positive(int, "whole number"), default=devices)
+        p.add_argument(
+            "--rate",
+            type=_positive(float, "number"),
+            default=rate,
+            help=f"readings/s for the whole fleet (default {rate:,.0f})",
+        )
+        p.add_argument(
+            "--anomaly-rate",
+            type=_fraction,
+            default=None,
+            help="chance per device per minute that an anomaly starts (0–1)",
+        )
+        p.add_argument("--seed", type=int, default=None, help="make the run reproducible")
+
+    p = sub.add_parser("simulate", parents=[common], help="publish simulated device readings")
+    fleet_options(p, rate=1000, devices=100)
+    stop = p.add_mutually_exclusive_group()
+    stop.add_argument("--duration", type=_positive(float, "number"), help="seconds to run")
+    stop.add_argument("--count", type=_positive(int, "whole number"), help="readings to send")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("consume", parents=[common], help="run the pipeline, show live figures")
+    p.add_argument("--group", default="workbench-cli", help="consumer group (default %(default)s)")
+    p.set_defaults(func=cmd_consume)
+
+    p = sub.add_parser("up", parents=[common], help="start the whole live workbench")
+    fleet_options(p, rate=1000, devices=200)
+    p.add_argument("--group", default="workbench-up", help="consumer group (default %(default)s)")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("bench", help="benchmarks against the real local Kafka")
+    bench = p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    b = bench.add_parser("ingest", parents=[common], help="source + decode + validate")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument(
+        "--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS), metavar="BACKEND"
+    )
+    b.add_argument("--count", type=_positive(int, "whole number"), default=500_000)
+    b.add_argument(
+        "--rates",
+        nargs="+",
+        type=_positive(float, "number"),
+        default=[1_000, 10_000],
+        help="offered rates for the latency phase, readings/s",
+    )
+    b.add_argument("--seconds", type=_positive(float, "number"), default=10.0)
+    b.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``workbench`` console script."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("kafka", "workbench.streams.clients"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"workbench: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
