@@ -1,0 +1,72 @@
+"""Helpers for the integration tests: produce readings, consume them through the real source."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from workbench import schema
+from workbench.config import Settings
+from workbench.streams.clients import make_producer
+from workbench.streams.source import from_kafka_readings
+from workbench.streams.validate import ReadingBatch
+
+
+def env_reading(device: int, seq: int) -> schema.EnvSensor:
+    """A valid reading from device ``device`` with sequence number ``seq``."""
+    return schema.EnvSensor(
+        device_id=f"env-{device:04d}",
+        ts=datetime.now(UTC),
+        seq=seq,
+        lat=52.0 + device / 1000,
+        lon=4.0,
+        firmware="1.0.0",
+        temperature=4.0 + (seq % 10) / 10,
+        humidity=60.0,
+        battery=0.9,
+    )
+
+
+def produce_readings(settings: Settings, topic: str, devices: int, per_device: int) -> set:
+    """Produce ``devices × per_device`` readings keyed by device; returns their (device_id, seq)."""
+    producer = make_producer(settings)
+    sent = set()
+    for seq in range(per_device):
+        for d in range(devices):
+            r = env_reading(d, seq)
+            producer.send(topic, schema.encode(r), key=r.device_id.encode())
+            sent.add((r.device_id, r.seq))
+    producer.flush()
+    producer.close()
+    assert producer.failed == 0
+    return sent
+
+
+async def consume(
+    settings: Settings,
+    topic: str,
+    group: str,
+    until: Callable[[list], bool],
+    timeout_s: float = 60,
+    **options: object,
+) -> tuple[list, object]:
+    """Run the real source until ``until(readings)``; returns (readings as they came, source)."""
+    source = from_kafka_readings(settings, topic=topic, group_id=group, **options)
+    got: list = []
+
+    def keep(batch: ReadingBatch) -> None:
+        got.extend(batch.readings)
+        if until(got):
+            source.stop()  # from inside the pipeline: this batch is the last one handled
+
+    source.sink(keep)
+    source.start()
+    try:
+        await asyncio.wait_for(source.wait_stopped(), timeout_s)
+    except TimeoutError:
+        raise TimeoutError(f"only {len(got):,} readings after {timeout_s:.0f} s") from None
+    finally:
+        source.stop()
+        await source.wait_stopped()
+    return got, source
