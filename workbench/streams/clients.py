@@ -184,9 +184,14 @@ class ConfluentConsumer:
         self._positions: dict[int, int] = {}
 
     def poll(self, max_records: int, timeout_s: float) -> RecordBatch | None:
-        messages = self._consumer.consume(num_messages=max_records, timeout=timeout_s)
+        # consume() waits for the full timeout unless max_records arrive: take what is queued, and
+        # only when nothing is, block for the first message (so a trickle is not held back).
+        messages = self._consumer.consume(num_messages=max_records, timeout=0)
         if not messages:
-            return None
+            first = self._consumer.poll(timeout_s)
+            if first is None:
+                return None
+            messages = [first, *self._consumer.consume(num_messages=max_records - 1, timeout=0)]
         values: list[bytes | None] = []
         stamps: list[int] = []
         kept = []
