@@ -89,11 +89,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         rate=args.rate,
         duration_s=args.duration,
         count=args.count,
-        anomaly_rate=args.anomaly_rate,
         seed=args.seed,
         progress=_progress,
+        **({} if args.anomaly_rate is None else {"anomaly_rate": args.anomaly_rate}),
     )
-    _progress(stats.describe())
     return 0 if not stats.failed else 1
 
 
@@ -122,9 +121,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """workbench bench ingest: throughput and latency against the real local Kafka."""
-    from workbench.bench.ingest import format_table, run_ingest_bench
+    from workbench.bench.ingest import format_table, run_ingest_bench, sample_payloads
     from workbench.live import local_broker_for
-    from workbench.simulator.run import sample_payloads
 
     settings = _settings(args)
     say = (lambda _m: None) if args.json else _progress

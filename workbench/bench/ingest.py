@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from workbench.config import BACKENDS, Settings
 from workbench.streams.clients import make_producer
@@ -37,6 +38,19 @@ class BackendFigures:
     def ratio(self) -> float:
         """Pipeline throughput as a fraction of the bare client's."""
         return self.readings_per_s / self.raw_readings_per_s if self.raw_readings_per_s else 0.0
+
+
+def sample_payloads(devices: int, count: int, seed: int) -> list[tuple[bytes, bytes]]:
+    """Realistic (key, value) readings from the simulator, timestamped in the recent past."""
+    from workbench.schema import encode
+    from workbench.simulator import simulate
+
+    rate = 1000.0
+    start = datetime.now(UTC) - timedelta(seconds=count / rate)
+    return [
+        (r.device_id.encode(), encode(r))
+        for r, _truths in simulate(devices, rate, count, seed=seed, start=start)
+    ]
 
 
 def peak_rss_mb() -> float:

@@ -1,0 +1,129 @@
+"""End to end on the real broker: simulator → Kafka → source, and ``workbench up`` with Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.kafka_helpers import consume
+from tests.test_ingest_kafka import read_topic
+from workbench.config import Settings
+from workbench.simulator import decode_truth, run_simulator
+
+pytestmark = pytest.mark.kafka
+
+
+def test_simulated_fleet_arrives_complete_and_in_order_per_device(
+    kafka: Settings, topics: dict[str, str]
+) -> None:
+    stats = run_simulator(
+        kafka,
+        devices=200,
+        rate=4000,
+        count=12_000,
+        anomaly_rate=0.5,
+        seed=7,
+        readings_topic=topics["readings"],
+        truth_topic=topics["truth"],
+    )
+    assert stats.sent == 12_000 and stats.failed == 0
+    readings, source = asyncio.run(
+        consume(
+            kafka,
+            topics["readings"],
+            f"g-{uuid.uuid4().hex[:6]}",
+            until=lambda got: len(got) >= stats.sent,
+            deadletter_topic=topics["deadletter"],
+        )
+    )
+    assert len(readings) == stats.sent
+    assert source.metrics.dead_lettered == 0  # everything the simulator sends is valid
+    last_seq: dict[str, int] = {}
+    for r in readings:  # Kafka keeps each device's readings in order (keyed by device)
+        assert r.seq > last_seq.get(r.device_id, -1), (r.device_id, r.seq)
+        last_seq[r.device_id] = r.seq
+    assert len(last_seq) == 200
+    assert len({r.device_type for r in readings}) == 4
+
+    truths = [
+        decode_truth(rec.value) for rec in read_topic(kafka, topics["truth"], stats.anomalies)
+    ]
+    assert len(truths) == stats.anomalies > 0
+    devices = {r.device_id for r in readings}
+    for t in truths:
+        assert t.device_id in devices and t.start <= t.end
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _processes_using(path: Path) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any(str(path) in part for part in p.info["cmdline"] or ()):
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_workbench_up_shows_live_figures_and_ctrl_c_leaves_nothing_running(
+    tmp_path: Path,
+) -> None:
+    port = 39292
+    env = {
+        **os.environ,
+        "WORKBENCH_KAFKA_PORT": str(port),
+        "WORKBENCH_DATA_DIR": str(tmp_path),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "up", "--devices", "20", "--rate", "400"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(up.stdout), daemon=True)
+    reader.start()
+    totals: list[int] = []
+    deadline = time.monotonic() + 120
+    try:
+        while len(totals) < 2 and time.monotonic() < deadline and up.poll() is None:
+            time.sleep(0.5)
+            totals = [
+                int(m.replace(",", "")) for m in re.findall(r"total ([\d,]+) msgs", "".join(lines))
+            ]
+            totals = [t for t in totals if t > 0]
+        assert len(totals) >= 2, "".join(lines)
+        assert totals[-1] > totals[0]  # live figures move
+        assert _port_open(port)
+        up.send_signal(signal.SIGINT)
+        assert up.wait(90) == 0, "".join(lines)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    reader.join(5)
+    output = "".join(lines)
+    assert "simulator:" in output and "readings/s" in output
+    assert "stopped" in output
+    assert not _port_open(port)
+    assert _processes_using(tmp_path) == []  # the broker it started is gone too
