@@ -224,9 +224,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("kafka", "workbench.streams.clients"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
+    from workbench.broker.local import BrokerError
+
     try:
         return args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, BrokerError, ValueError) as exc:
         print(f"workbench: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
