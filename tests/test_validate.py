@@ -68,6 +68,10 @@ BAD = {
     ),
     "oversize": (encode(thermostat(firmware="x" * 20)) + b" " * 20_000, "oversize: 20,"),
     "tombstone": (None, "empty"),
+    "markup in device id": (
+        encode(thermostat(device_id="<script>alert(1)</script>")),
+        "has characters outside",
+    ),
     "not an object": (b"[1, 2, 3]", "schema: Expected `object`, got `array`"),
 }
 
@@ -126,3 +130,12 @@ def test_validator_settings_are_checked() -> None:
         ReadingValidator(max_bytes=10)
     with pytest.raises(ValueError, match="timezone-aware"):
         ReadingValidator(earliest=datetime(2000, 1, 1))
+
+
+def test_a_bad_device_id_is_refused_even_after_good_ones_were_seen() -> None:
+    validator = ReadingValidator()
+    good = encode(thermostat(device_id="dev-1"))
+    bad = encode(thermostat(device_id="dev 1"))
+    out = validator(batch_of([good, bad, good, bad]))
+    assert [r.device_id for r in out.readings] == ["dev-1", "dev-1"]
+    assert [r.offset for r in out.rejected] == [101, 103]

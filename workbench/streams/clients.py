@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from workbench.config import Settings
 
@@ -82,6 +82,38 @@ class ConsumerOptions:
             raise ValueError(f"start={self.start!r}: choose 'earliest' or 'latest'")
 
 
+def kafka_python_consumer_config(settings: Settings, options: ConsumerOptions) -> dict[str, Any]:
+    """kafka-python ``KafkaConsumer`` keyword arguments for these options."""
+    return {
+        "bootstrap_servers": settings.bootstrap,
+        "group_id": options.group_id,
+        "client_id": options.client_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": options.start,
+        "fetch_max_wait_ms": FETCH_WAIT_MS,
+        "max_partition_fetch_bytes": 4 * 1024 * 1024,
+        "reconnect_backoff_max_ms": 2000,
+        **settings.kafka_python_security(),
+    }
+
+
+def confluent_consumer_config(settings: Settings, options: ConsumerOptions) -> dict[str, Any]:
+    """librdkafka consumer configuration for these options."""
+    return {
+        **_librdkafka_config(settings),
+        "group.id": options.group_id or f"workbench-nogroup-{time.time_ns()}",
+        "client.id": options.client_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": options.start,
+        "fetch.wait.max.ms": FETCH_WAIT_MS,
+        # librdkafka's default (1000 ms) pauses fetching whenever processing falls behind.
+        "fetch.queue.backoff.ms": 10,
+        "reconnect.backoff.max.ms": 2000,
+        "enable.partition.eof": False,
+    }
+
+
 class KafkaPythonConsumer:
     """Consumer backend on kafka-python (pure Python; fast once the ``crc32c`` package is in)."""
 
@@ -90,17 +122,7 @@ class KafkaPythonConsumer:
 
         self._tp = TopicPartition
         self._topic = options.topic
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=settings.bootstrap,
-            group_id=options.group_id,
-            client_id=options.client_id,
-            enable_auto_commit=False,
-            auto_offset_reset=options.start,
-            fetch_max_wait_ms=FETCH_WAIT_MS,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            reconnect_backoff_max_ms=2000,
-            **settings.kafka_python_security(),
-        )
+        self._consumer = KafkaConsumer(**kafka_python_consumer_config(settings, options))
         if options.partitions is not None:
             self._consumer.assign([TopicPartition(options.topic, p) for p in options.partitions])
         else:
@@ -163,20 +185,7 @@ class ConfluentConsumer:
 
         self._tp = TopicPartition
         self._topic = options.topic
-        config: dict[str, object] = {
-            **_librdkafka_config(settings),
-            "group.id": options.group_id or f"workbench-nogroup-{time.time_ns()}",
-            "client.id": options.client_id,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": options.start,
-            "fetch.wait.max.ms": FETCH_WAIT_MS,
-            # librdkafka's default (1000 ms) pauses fetching whenever processing falls behind.
-            "fetch.queue.backoff.ms": 10,
-            "reconnect.backoff.max.ms": 2000,
-            "enable.partition.eof": False,
-        }
-        self._consumer = Consumer(config, logger=log)
+        self._consumer = Consumer(confluent_consumer_config(settings, options), logger=log)
         if options.partitions is not None:
             self._consumer.assign([TopicPartition(options.topic, p) for p in options.partitions])
         else:

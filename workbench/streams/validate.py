@@ -6,18 +6,21 @@ msgspec cannot express (size, timestamp plausibility) are cheap comparisons arou
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from workbench.schema import Reading
+from workbench.schema import DEVICE_ID_PATTERN, Reading
 from workbench.streams.clients import RecordBatch
 
 DEFAULT_MAX_BYTES = 16 * 1024
 EARLIEST_TS = datetime(2000, 1, 1, tzinfo=UTC)
 DEFAULT_MAX_FUTURE = timedelta(hours=1)
+KNOWN_IDS_LIMIT = 1_000_000
+"""Device ids remembered as well-formed (a fleet's worth); beyond it ids are checked every time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,8 @@ class ReadingValidator:
         self.earliest = earliest
         self.max_future = max_future
         self._decode = msgspec.json.Decoder(Reading).decode
+        self._id_ok = re.compile(DEVICE_ID_PATTERN).match
+        self._known_ids: set[str] = set()
 
     def __call__(self, batch: RecordBatch) -> ReadingBatch:
         received_at = time.time()
@@ -70,6 +75,7 @@ class ReadingValidator:
         earliest = self.earliest
         max_bytes = self.max_bytes
         decode = self._decode
+        known_ids = self._known_ids
         readings: list[Reading] = []
         stamps: list[int] = []
         rejected: list[Rejected] = []
@@ -82,6 +88,8 @@ class ReadingValidator:
                 reading = decode(value)
                 if not earliest <= reading.ts <= latest:
                     raise _Refused(_time_reason(reading.ts, earliest, latest))
+                if reading.device_id not in known_ids:
+                    self._check_new_id(reading.device_id)
             except msgspec.ValidationError as exc:
                 rejected.append(_reject(batch, i, f"schema: {exc}"))
             except msgspec.DecodeError as exc:
@@ -96,6 +104,15 @@ class ReadingValidator:
                 keep(reading)
                 keep_ts(batch.timestamps_ms[i])
         return ReadingBatch(readings, stamps, rejected, received_at)
+
+
+    def _check_new_id(self, device_id: str) -> None:
+        if not self._id_ok(device_id):
+            raise _Refused(
+                f"schema: device_id {device_id!r} has characters outside A–Z a–z 0–9 . _ : -"
+            )
+        if len(self._known_ids) < KNOWN_IDS_LIMIT:
+            self._known_ids.add(device_id)
 
 
 class _Refused(Exception):
