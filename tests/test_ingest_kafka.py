@@ -265,3 +265,47 @@ def test_source_runs_on_the_callers_loop_and_never_blocks_it(
     assert threads == {threading.main_thread().name}  # downstream runs on the caller's loop
     # Polling and decoding 20,000 readings happen off the loop: it keeps ticking.
     assert max(gaps) < 0.25
+
+
+def test_a_pipeline_failure_dead_letters_that_batch_and_the_source_goes_on(
+    kafka: Settings, topics: dict[str, str]
+) -> None:
+    sent = produce_readings(kafka, topics["readings"], devices=5, per_device=200)
+    handled: list = []
+
+    async def run() -> object:
+        from workbench.streams.source import from_kafka_readings
+
+        source = from_kafka_readings(
+            kafka,
+            topic=topics["readings"],
+            group_id=f"g-{uuid.uuid4().hex[:6]}",
+            max_batch=100,
+            deadletter_topic=topics["deadletter"],
+        )
+        calls = 0
+
+        def flaky(batch) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise ZeroDivisionError("a bug in a downstream node")
+            handled.extend(batch.readings)
+            if len(handled) + source.metrics.dead_lettered >= len(sent):
+                source.stop()
+
+        source.sink(flaky)
+        source.start()
+        await asyncio.wait_for(source.wait_stopped(), 60)
+        return source
+
+    source = asyncio.run(run())
+    dead = read_topic(kafka, topics["deadletter"], source.metrics.dead_lettered)
+    assert 0 < len(dead) == source.metrics.dead_lettered <= 100
+    assert all(
+        dict(r.headers)[deadletter.HEADER_REASON].startswith(b"pipeline error: ZeroDivisionError")
+        for r in dead
+    )
+    rescued = {schema.encode(r) for r in handled} | {r.value for r in dead}
+    assert len(rescued) == len(sent)  # every reading was either handled or dead-lettered
+    assert source.metrics.status == "stopped"
