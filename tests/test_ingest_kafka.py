@@ -185,17 +185,20 @@ def test_broker_restart_during_consumption_loses_no_reading(
     producer_done = threading.Event()
 
     def produce_steadily() -> None:
+        # The producer rides out the outage with its own retries; whether each reading really
+        # arrived is what the consumer side checks below.
         producer = make_producer(settings)
-        for seq in range(total // 10):
-            for d in range(10):
-                r = env_reading(d, seq)
-                producer.send(topics["readings"], schema.encode(r), key=r.device_id.encode())
-                sent.add((r.device_id, r.seq))
-            time.sleep(0.01)
-        producer.flush(120)
-        producer.close()
-        assert producer.failed == 0
-        producer_done.set()
+        try:
+            for seq in range(total // 10):
+                for d in range(10):
+                    r = env_reading(d, seq)
+                    producer.send(topics["readings"], schema.encode(r), key=r.device_id.encode())
+                    sent.add((r.device_id, r.seq))
+                time.sleep(0.01)
+            producer.flush(120)
+            producer.close()
+        finally:
+            producer_done.set()
 
     def bounce_broker() -> None:
         time.sleep(2)
