@@ -312,3 +312,23 @@ def test_a_pipeline_failure_dead_letters_that_batch_and_the_source_goes_on(
     rescued = {schema.encode(r) for r in handled} | {r.value for r in dead}
     assert len(rescued) == len(sent)  # every reading was either handled or dead-lettered
     assert source.metrics.status == "stopped"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_explicit_partitions_without_a_group_read_them_and_commit_nothing(
+    kafka: Settings, topics: dict[str, str], backend: str
+) -> None:
+    settings = kafka.with_(backend=backend)
+    sent = produce_readings(settings, topics["readings"], devices=30, per_device=20)
+    readings, source = asyncio.run(
+        consume(
+            settings,
+            topics["readings"],
+            None,
+            until=lambda got: len(got) >= len(sent),
+            partitions=list(range(6)),
+            commit_interval_s=0,
+        )
+    )
+    assert {(r.device_id, r.seq) for r in readings} == sent
+    assert source.metrics.errors == 0, source.metrics.last_error

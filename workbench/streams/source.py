@@ -195,7 +195,8 @@ class from_kafka_readings(Source):
                 if await self._retry("writing dead letters", deadletters.publish, failed) is None:
                     return False
                 handled, dead = 0, dead + len(failed)
-        self._pending.update(raw.next_offsets)
+        if self.options.group_id is not None:  # without a group there is nothing to commit to
+            self._pending.update(raw.next_offsets)
         self.metrics.record_batch(handled, dead, batch.timestamps_ms, time.time())
         return True
 
