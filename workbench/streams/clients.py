@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -340,6 +340,28 @@ class ConfluentProducer:
     def failed(self) -> int:
         """Messages the broker never acknowledged."""
         return self._failed
+
+
+def deliver(
+    producer: ProducerBackend,
+    topic: str,
+    messages: Iterable[tuple[bytes | None, bytes, Sequence[tuple[str, bytes]] | None]],
+) -> int:
+    """Send (key, value, headers) messages and wait until the broker has them all.
+
+    Used before committing offsets: raises if the broker refused any, so nothing is lost.
+    """
+    failed_before = producer.failed
+    n = 0
+    for key, value, headers in messages:
+        producer.send(topic, value, key=key, headers=headers)
+        n += 1
+    if n:
+        producer.flush()
+        refused = producer.failed - failed_before
+        if refused:
+            raise RuntimeError(f"the broker refused {refused} of {n} messages to {topic}")
+    return n
 
 
 def make_consumer(settings: Settings, options: ConsumerOptions) -> ConsumerBackend:

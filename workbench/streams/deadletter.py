@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable
 
 from workbench.config import TOPIC_DEADLETTER
-from workbench.streams.clients import ProducerBackend
+from workbench.streams.clients import ProducerBackend, deliver
 from workbench.streams.validate import Rejected
 
 HEADER_REASON = "workbench.reason"
@@ -40,15 +40,8 @@ class DeadLetterWriter:
 
     def publish(self, rejected: Iterable[Rejected]) -> int:
         """Send and flush; returns how many were written. Raises if the broker did not take them."""
-        failed_before = self.producer.failed
-        n = 0
-        for r in rejected:
-            self.producer.send(self.topic, r.value or b"", key=r.key, headers=deadletter_headers(r))
-            n += 1
-        if n:
-            self.producer.flush()
-            if self.producer.failed != failed_before:
-                raise RuntimeError(
-                    f"the broker refused {self.producer.failed - failed_before} dead-letter records"
-                )
-        return n
+        return deliver(
+            self.producer,
+            self.topic,
+            ((r.key, r.value or b"", deadletter_headers(r)) for r in rejected),
+        )

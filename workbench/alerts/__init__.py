@@ -1,0 +1,1 @@
+"""Alerts: incidents built from detector findings, with stable ids and severities."""
