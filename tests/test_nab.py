@@ -1,0 +1,225 @@
+"""NAB scorer (hand-computed cases), the univariate detector, and the NAB runner."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from workbench.evaluation.nab import run_nab
+from workbench.evaluation.nab_score import (
+    PROFILES,
+    label_file,
+    probation_rows,
+    scaled_sigmoid,
+    score_corpus,
+    score_file,
+)
+from workbench.models.univariate import UnivariateDetector
+
+NAB_DIR = Path("/work/shared/datasets/nab")
+T0 = datetime(2024, 1, 1)
+STANDARD = PROFILES["standard"]
+
+# 20 rows, probation floor(0.15·20) = 3 rows, one window over rows 10..14 (width 5).
+N, LEFT, RIGHT, WIDTH = 20, 10, 14, 5
+STAMPS = [T0 + timedelta(minutes=i) for i in range(N)]
+WINDOW = [(STAMPS[LEFT], STAMPS[RIGHT])]
+
+
+def s(x: float) -> float:
+    """NAB's scaled sigmoid written independently: 2/(1+e^{5x}) - 1 = tanh(-5x/2)."""
+    return math.tanh(-2.5 * x)
+
+
+def file_with(hits: dict[int, float], name: str = "c/f.csv"):
+    scores = [hits.get(i, 0.0) for i in range(N)]
+    return label_file(name, STAMPS, scores, WINDOW)
+
+
+def raw_at(hits: dict[int, float], threshold: float = 0.5) -> float:
+    return score_file(file_with(hits), STANDARD, threshold).raw
+
+
+def test_sigmoid_and_probation() -> None:
+    assert scaled_sigmoid(-1.0) == pytest.approx(0.98661, abs=1e-5)
+    assert scaled_sigmoid(0.0) == 0.0
+    assert scaled_sigmoid(3.0) == -1.0
+    assert probation_rows(20) == 3
+    assert probation_rows(100_000) == 750
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        (LEFT, 1.0),  # first row of the window: full reward
+        (12, s(-3 / WIDTH) / s(-1.0)),  # middle
+        (RIGHT, s(-1 / WIDTH) / s(-1.0)),  # last row
+    ],
+)
+def test_detection_inside_window(row: int, expected: float) -> None:
+    assert raw_at({row: 1.0}) == pytest.approx(expected)
+
+
+def test_only_first_detection_counts() -> None:
+    assert raw_at({12: 1.0, 13: 1.0, 14: 1.0}) == pytest.approx(s(-0.6) / s(-1.0))
+
+
+def test_missed_window_and_false_positives() -> None:
+    assert raw_at({}) == pytest.approx(-1.0)
+    assert raw_at({5: 1.0}) == pytest.approx(-1.0 - 0.11)  # FP before any window
+    after = 0.11 * s((16 - RIGHT) / (WIDTH - 1))  # FP 2 rows after: cheaper than 0.11
+    assert raw_at({16: 1.0}) == pytest.approx(-1.0 + after)
+    assert -0.11 < after < 0
+    assert raw_at({1: 1.0}) == pytest.approx(-1.0)  # inside the probationary period
+
+
+def test_threshold_is_the_best_one() -> None:
+    f = file_with({12: 0.9, 5: 0.8, 16: 0.7, 18: 0.2})
+    result = score_corpus([f], STANDARD)
+    assert result.threshold == 0.9
+    assert result.raw == pytest.approx(s(-0.6) / s(-1.0))
+    assert result.files["c/f.csv"].detected == 1
+    assert result.files["c/f.csv"].fp_rows == 0
+
+
+def test_normalization_null_and_perfect() -> None:
+    stamps = [T0 + timedelta(minutes=i) for i in range(200)]
+    window = [(stamps[100], stamps[104])]
+    never = score_corpus([label_file("c/f.csv", stamps, [0.0] * 200, window)], STANDARD)
+    assert never.threshold == 1.1  # firing everywhere would cost more than the window
+    assert never.raw == never.null == -1.0
+    assert never.normalized == pytest.approx(0.0)
+    perfect = score_corpus([file_with({LEFT: 1.0})], STANDARD)
+    assert perfect.perfect == 1.0
+    assert perfect.normalized == pytest.approx(100.0)
+    assert score_corpus([file_with({})], PROFILES["reward_low_FN_rate"]).null == -2.0
+
+
+def test_repeated_timestamps_use_rows() -> None:
+    stamps = [*STAMPS[:8], STAMPS[7], *STAMPS[8:19]]  # row 8 repeats row 7's time
+    f = label_file("c/f.csv", stamps, [0.0] * N, WINDOW)
+    assert f.window[LEFT + 1] == 0 and f.window[LEFT] == -1
+
+
+# -- detector -------------------------------------------------------------------------------
+
+
+def daily(n: int, seed: int = 0) -> list[float]:
+    rng = random.Random(seed)
+    return [10 + 3 * math.sin(2 * math.pi * i / 288) + rng.gauss(0, 0.3) for i in range(n)]
+
+
+def run(values: list[float], detector: UnivariateDetector | None = None) -> list[float]:
+    d = detector or UnivariateDetector()
+    return [d.score_learn_one(v, T0 + timedelta(minutes=5 * i)) for i, v in enumerate(values)]
+
+
+def test_detector_parameters_validated_on_use_and_at_run_time() -> None:
+    bad = UnivariateDetector(window=5)
+    with pytest.raises(ValueError, match="window"):
+        bad.score_one(1.0)
+    d = UnivariateDetector()
+    run(daily(300), d)
+    with pytest.raises(ValueError, match="refractory"):
+        d.set_params(refractory=-1)
+    assert d.refractory == 100
+    d.set_params(refractory=10, season_max=500)
+    assert d.get_params()["refractory"] == 10
+    assert 0.0 <= d.score_learn_one(11.0, T0 + timedelta(days=2)) <= 1.0
+
+
+def test_quiet_on_clean_series_loud_on_spike_and_level_shift() -> None:
+    clean = run(daily(4000))
+    assert max(clean[500:]) < 0.8
+    spiky = daily(4000)
+    spiky[3500] += 6
+    assert run(spiky)[3500] > 0.9
+    shifted = daily(4000)
+    shifted[3500:] = [v + 4 for v in shifted[3500:]]
+    scores = run(shifted)
+    assert scores[3500] > 0.85 and scores[3500] > max(scores[500:3500])
+
+
+def test_score_one_does_not_learn() -> None:
+    d = UnivariateDetector()
+    run(daily(500), d)
+    before = d.score_one(50.0)
+    assert d.score_one(50.0) == before
+
+
+def test_state_is_bounded() -> None:
+    d = UnivariateDetector()
+    values = daily(100_000, seed=1)
+    run(values[:10_000], d)
+    size = d.state_size()
+    for i, v in enumerate(values[10_000:], 10_000):
+        d.score_learn_one(v, T0 + timedelta(minutes=5 * i))
+    assert d.state_size() == size
+
+
+# -- runner ---------------------------------------------------------------------------------
+
+
+def write_corpus(root: Path) -> Path:
+    data = root / "data"
+    labels = {}
+    for name, values in {"cat_a/one.csv": daily(600), "cat_b/two.csv": daily(400, seed=2)}.items():
+        path = data / name
+        path.parent.mkdir(parents=True)
+        stamps = [(T0 + timedelta(minutes=5 * i)).strftime("%Y-%m-%d %H:%M:%S") for i in range(600)]
+        with path.open("w", newline="") as fh:
+            csv.writer(fh).writerows([("timestamp", "value"), *zip(stamps, values, strict=False)])
+        labels[name] = [[f"{stamps[300]}.000000", f"{stamps[340]}.000000"]]
+    (root / "labels").mkdir()
+    (root / "labels" / "combined_windows.json").write_text(json.dumps(labels))
+    return data
+
+
+def test_runner_writes_scores_and_never_shows_labels(tmp_path: Path) -> None:
+    data = write_corpus(tmp_path)
+    seen: list[tuple] = []
+
+    class Spy(UnivariateDetector):
+        def score_learn_one(self, value, ts=None):
+            seen.append((value, ts))
+            return super().score_learn_one(value, ts)
+
+    made: list[int] = []
+
+    def factory(*args, **kwargs) -> UnivariateDetector:
+        assert not args and not kwargs  # nothing label-derived can reach a detector
+        made.append(1)
+        return Spy()
+
+    messages: list[str] = []
+    results = run_nab(data, tmp_path / "out", None, factory, messages.append)
+    assert len(made) == 2 and len(messages) == 2 and "rows/s" in messages[0]
+    assert all(isinstance(v, float) and isinstance(t, datetime) for v, t in seen)
+    assert len(seen) == 1000
+    for name, n in {"cat_a/one.csv": 600, "cat_b/two.csv": 400}.items():
+        with (tmp_path / "out" / name).open() as fh:
+            rows = list(csv.DictReader(fh))
+        assert len(rows) == n
+        assert set(rows[0]) == {"timestamp", "value", "anomaly_score"}
+        assert all(0.0 <= float(r["anomaly_score"]) <= 1.0 for r in rows)
+    assert set(results["profiles"]) == set(PROFILES)
+    assert results["profiles"]["standard"]["files"]["cat_a/one.csv"]["windows"] == 1
+
+
+def test_runner_without_labels(tmp_path: Path) -> None:
+    data = write_corpus(tmp_path)
+    results = run_nab(data, tmp_path / "out", tmp_path / "missing.json")
+    assert results["profiles"] == {} and results["files"] == 2
+
+
+@pytest.mark.skipif(not NAB_DIR.is_dir(), reason=f"NAB dataset not present at {NAB_DIR}")
+def test_nab_corpus_regression(tmp_path: Path) -> None:
+    results = run_nab(NAB_DIR / "data", tmp_path / "out", None)
+    assert results["files"] == 27
+    assert results["profiles"]["standard"]["score"] > 35

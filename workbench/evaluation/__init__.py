@@ -1,0 +1,1 @@
+"""Benchmarks that score the workbench's detectors against published results (NAB)."""
