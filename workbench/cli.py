@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from workbench.config import BACKENDS, ConfigError, Settings
 
@@ -140,6 +141,48 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_nab(args: argparse.Namespace) -> int:
+    """workbench eval nab: the online detector over a NAB-format corpus, NAB-scored."""
+    from workbench.evaluation.nab import main as nab_main
+
+    if not args.data.is_dir():
+        raise ValueError(f"--data {args.data}: no such directory (want DIR/<category>/<file>.csv)")
+    return nab_main(args.data, args.out, args.labels, as_json=args.json)
+
+
+def cmd_eval_simulator(args: argparse.Namespace) -> int:
+    """workbench eval simulator: simulator → Kafka → pipeline, alerts scored against the truth."""
+    from workbench.evaluation.simulator_eval import evaluate_simulator, format_scores
+    from workbench.live import local_broker_for
+    from workbench.models.ensemble import EnsembleDetector
+
+    settings = _settings(args)
+    say = (lambda _m: None) if args.json else _progress
+    with local_broker_for(settings, progress=say):
+        scores = evaluate_simulator(
+            settings,
+            EnsembleDetector(),
+            devices=args.devices,
+            rate=args.rate,
+            duration_s=args.duration,
+            seed=args.seed,
+            anomaly_rate=args.anomaly_rate,
+            progress=say,
+        )
+    print(json.dumps(scores.as_dict(), indent=2) if args.json else format_scores(scores))
+    return 0
+
+
+def cmd_bench_detect(args: argparse.Namespace) -> int:
+    """workbench bench detect: readings/s per detector and batch size; memory at 10,000 devices."""
+    from workbench.bench.detect import format_table, run_detect_bench
+
+    say = (lambda _m: None) if args.json else _progress
+    figures = run_detect_bench(progress=say)
+    print(json.dumps(figures, indent=2) if args.json else format_table(figures))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     common = argparse.ArgumentParser(add_help=False)
@@ -215,6 +258,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--seconds", type=_positive(float, "number"), default=10.0)
     b.set_defaults(func=cmd_bench)
+    b = bench.add_parser("detect", help="detectors and ensemble throughput, memory")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.set_defaults(func=cmd_bench_detect)
+
+    p = sub.add_parser("eval", help="measure detection quality")
+    evals = p.add_subparsers(dest="evaluation", required=True, metavar="EVALUATION")
+    e = evals.add_parser("simulator", parents=[common], help="event-level P/R/F1 through Kafka")
+    fleet_options(e, rate=2500, devices=500)
+    e.set_defaults(seed=1)
+    e.add_argument(
+        "--duration", type=_positive(float, "number"), default=120.0, help="seconds (default 120)"
+    )
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(func=cmd_eval_simulator)
+    e = evals.add_parser("nab", help="NAB score of the online detector")
+    e.add_argument("--data", type=Path, required=True, help="DIR/<category>/<file>.csv")
+    e.add_argument("--out", type=Path, required=True, help="where the scored files go")
+    e.add_argument("--labels", type=Path, help="default: DIR/../labels/combined_windows.json")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(func=cmd_eval_nab)
     return parser
 
 
