@@ -1,0 +1,36 @@
+"""Anomaly detectors for device readings: one interface (scikit-learn params, River online API,
+vectorised ``process_batch``), bounded per-device state, and an ensemble behind the live API."""
+
+from workbench.models.base import Finding
+from workbench.models.density import DensityDetector
+from workbench.models.ensemble import EnsembleDetector
+from workbench.models.forest import ForestDetector
+from workbench.models.live import DetectionResult, LiveAnomalyDetector, explain
+from workbench.models.patterns import (
+    DropoutDetector,
+    EnergySurgeDetector,
+    LocationJumpDetector,
+    NoiseBurstDetector,
+    ShiftDetector,
+    StuckDetector,
+)
+from workbench.models.statistical import EwmaDetector, RobustZDetector, columnar
+
+__all__ = [
+    "DensityDetector",
+    "DetectionResult",
+    "DropoutDetector",
+    "EnergySurgeDetector",
+    "EnsembleDetector",
+    "EwmaDetector",
+    "Finding",
+    "ForestDetector",
+    "LiveAnomalyDetector",
+    "LocationJumpDetector",
+    "NoiseBurstDetector",
+    "RobustZDetector",
+    "ShiftDetector",
+    "StuckDetector",
+    "columnar",
+    "explain",
+]

@@ -1,0 +1,250 @@
+"""Detectors: crafted series are found and clean ones stay quiet; run-time parameters; bounded
+state; the ensemble's per-kind recall on a short simulator run; the live single-reading API."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from workbench.models import (
+    DensityDetector,
+    DropoutDetector,
+    EnergySurgeDetector,
+    EnsembleDetector,
+    EwmaDetector,
+    ForestDetector,
+    LiveAnomalyDetector,
+    LocationJumpDetector,
+    NoiseBurstDetector,
+    RobustZDetector,
+    ShiftDetector,
+    StuckDetector,
+)
+from workbench.models.base import Finding
+from workbench.schema import EnvSensor, SmartMeter
+from workbench.simulator import Truth, simulate
+
+T0 = datetime(2024, 1, 15, 8, tzinfo=UTC)
+INTERVAL = 5.0
+
+
+def env_series(temps: list[float], device: str = "env-1", lat: float = 52.5) -> list[EnvSensor]:
+    """An env sensor reporting the given temperatures every 5 s."""
+    rng = np.random.default_rng(0)
+    return [
+        EnvSensor(
+            device_id=device,
+            ts=T0 + timedelta(seconds=INTERVAL * i),
+            seq=i,
+            lat=lat,
+            lon=13.4,
+            firmware="1",
+            temperature=round(t, 2),
+            humidity=round(60 + rng.normal(0, 0.8), 1),
+            battery=0.9,
+        )
+        for i, t in enumerate(temps)
+    ]
+
+
+def noise(n: int, sd: float = 0.1, seed: int = 1) -> np.ndarray:
+    return 4.0 + np.random.default_rng(seed).normal(0, sd, n)
+
+
+def kinds(findings: list[Finding]) -> set[str]:
+    return {f.kind for f in findings}
+
+
+CLEAN = noise(300)
+
+
+@pytest.mark.parametrize(
+    "detector",
+    [
+        RobustZDetector,
+        EwmaDetector,
+        StuckDetector,
+        DropoutDetector,
+        ShiftDetector,
+        NoiseBurstDetector,
+        LocationJumpDetector,
+    ],
+)
+def test_clean_series_stay_quiet(detector) -> None:
+    assert detector().process_batch(env_series(list(CLEAN))) == []
+
+
+def test_spike_found_with_metric_and_range() -> None:
+    temps = list(CLEAN)
+    temps[200] += 10.0
+    findings = RobustZDetector().process_batch(env_series(temps))
+    assert [(f.seq, f.kind, f.metric) for f in findings] == [(200, "spike", "temperature")]
+    f = findings[0]
+    assert f.expected_low < 4.0 < f.expected_high < f.observed and 0.1 <= f.score <= 1.0
+
+
+def test_level_shift_and_drift_are_named() -> None:
+    shifted = list(CLEAN[:200]) + list(CLEAN[200:230] + 4.0)
+    assert "level_shift" in kinds(ShiftDetector().process_batch(env_series(shifted)))
+    ramp = list(CLEAN[:200]) + list(CLEAN[200:230] + np.linspace(0.2, 6.0, 30))
+    assert "drift" in kinds(ShiftDetector().process_batch(env_series(ramp)))
+
+
+def test_stuck_sensor() -> None:
+    temps = list(CLEAN[:200]) + [4.17] * 10
+    findings = StuckDetector().process_batch(env_series(temps))
+    assert findings and {f.seq for f in findings} <= set(range(200, 210))
+    assert kinds(findings) == {"stuck"}
+
+
+def test_noise_burst() -> None:
+    burst = np.random.default_rng(5).normal(0, 1.5, 12)
+    temps = list(CLEAN[:200]) + list(CLEAN[200:212] + burst)
+    assert "noise_burst" in kinds(NoiseBurstDetector().process_batch(env_series(temps)))
+
+
+def test_dropout_reported_when_device_returns_and_while_silent() -> None:
+    readings = env_series(list(CLEAN[:100]))
+    gone = readings[:50] + readings[60:]
+    detector = DropoutDetector()
+    findings = detector.process_batch(gone)
+    assert [(f.seq, f.kind, f.observed) for f in findings] == [(60, "dropout", 10.0)]
+    later = readings[-1].ts + timedelta(minutes=5)
+    assert [f.device_id for f in detector.silent_devices(later)] == ["env-1"]
+    assert detector.silent_devices(readings[-1].ts) == []
+
+
+def test_location_jump_in_km() -> None:
+    readings = env_series(list(CLEAN[:60])) + env_series(list(CLEAN[60:63]), lat=55.0)[:3]
+    findings = LocationJumpDetector().process_batch(readings)
+    assert findings and findings[0].metric == "location" and 250 < findings[0].observed < 300
+
+
+def test_energy_surge_needs_consistent_energy_register() -> None:
+    def meter(powers: list[float], register_follows: bool) -> list[SmartMeter]:
+        energy, out = 100.0, []
+        for i, p in enumerate(powers):
+            energy += p * INTERVAL / 3.6e6 if register_follows or p < 2000 else 1e-6
+            out.append(
+                SmartMeter(
+                    device_id="m",
+                    ts=T0 + timedelta(seconds=INTERVAL * i),
+                    seq=i,
+                    lat=1.0,
+                    lon=1.0,
+                    firmware="1",
+                    power=round(p, 1),
+                    energy=round(energy, 6),
+                )
+            )
+        return out
+
+    powers = list(1000 + np.random.default_rng(2).normal(0, 40, 60)) + [4000.0] * 6
+    assert kinds(EnergySurgeDetector().process_batch(meter(powers, True))) == {"energy_surge"}
+    assert EnergySurgeDetector().process_batch(meter(powers, False)) == []
+
+
+@pytest.mark.parametrize("detector", [ForestDetector, DensityDetector])
+def test_fleet_models_flag_outliers(detector) -> None:
+    rng = np.random.default_rng(3)
+    fleet = [env_series(list(4.0 + rng.normal(0, 0.1, 80)), device=f"d{d}") for d in range(40)]
+    readings = [r for step in zip(*fleet, strict=True) for r in step]
+    model = detector(background=False, model_update_interval=500, threshold=0.03)
+    model.process_batch(readings)
+    odd = env_series([*list(CLEAN[:80]), 14.0], device="d0")[-1:]
+    findings = model.process_batch(odd)
+    assert [f.kind for f in findings] == ["outlier"]
+
+
+def test_run_time_parameters_take_effect_and_are_checked() -> None:
+    temps = list(CLEAN)
+    temps[150] += 1.2  # about 12 spreads
+    assert RobustZDetector().process_batch(env_series(temps))
+    quiet = RobustZDetector().set_params(threshold=0.9)
+    assert quiet.process_batch(env_series(temps)) == []
+    with pytest.raises(ValueError, match=r"threshold=1\.5 is out of range: allowed 0 to 1"):
+        quiet.set_params(threshold=1.5)
+    assert quiet.threshold == 0.9
+    with pytest.raises(ValueError, match="window_size=3 is out of range: allowed 10 to 10000"):
+        RobustZDetector(window_size=3).process_batch(env_series(temps))
+    with pytest.raises(ValueError, match="has no parameter colour"):
+        EnsembleDetector().set_params(colour=1)
+    ensemble = EnsembleDetector()
+    ensemble.set_params(use_robust_z=False, use_shift=False, use_forest=False, use_density=False)
+    assert ensemble.process_batch(env_series(temps)) == []
+
+
+def test_state_is_bounded() -> None:
+    detector = RobustZDetector(max_devices=100)
+    for start in range(0, 1000, 50):
+        batch = [
+            r for d in range(start, start + 50) for r in env_series([4.0, 4.1], device=f"dev{d}")
+        ]
+        detector.process_batch(batch)
+    assert detector.devices_tracked == 100
+    size = detector.state_bytes
+    detector.process_batch([r for d in range(1000) for r in env_series([4.0], device=f"x{d}")])
+    assert detector.state_bytes == size
+
+
+def evaluate(findings: list[Finding], truths: list[Truth], grace: timedelta) -> dict:
+    """Event-level recall per kind, and precision counting false-positive incidents."""
+    by_device: dict[str, list[Truth]] = defaultdict(list)
+    for t in truths:
+        by_device[t.device_id].append(t)
+    found: set[str] = set()
+    false: list[Finding] = []
+    for f in findings:
+        hits = [t for t in by_device[f.device_id] if t.start <= f.ts <= t.end + grace]
+        found.update(t.anomaly_id for t in hits)
+        if not hits:
+            false.append(f)
+    incidents, last = 0, {}
+    for f in sorted(false, key=lambda f: (f.device_id, f.ts)):
+        if f.device_id not in last or f.ts - last[f.device_id] > timedelta(minutes=1):
+            incidents += 1
+        last[f.device_id] = f.ts
+    per_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for t in truths:
+        per_kind[t.kind][0] += t.anomaly_id in found
+        per_kind[t.kind][1] += 1
+    recall = len(found) / len(truths)
+    precision = len(found) / (len(found) + incidents)
+    return {
+        "recall": {k: hit / n for k, (hit, n) in per_kind.items()},
+        "overall_recall": recall,
+        "precision": precision,
+        "f1": 2 * recall * precision / (recall + precision),
+    }
+
+
+def test_ensemble_recall_on_the_simulator() -> None:
+    devices, rate = 300, 60.0  # every device reports every 5 s; 20 simulated minutes
+    data = list(simulate(devices, rate, int(rate * 1200), seed=11, start=T0))
+    readings = [r for r, _ in data]
+    truths = [t for _, ts in data for t in ts]
+    ensemble = EnsembleDetector()
+    findings = [
+        f
+        for i in range(0, len(readings), 1000)
+        for f in ensemble.process_batch(readings[i : i + 1000])
+    ]
+    figures = evaluate(findings, truths, timedelta(seconds=2 * devices / rate))
+    assert figures["f1"] >= 0.9, figures
+    assert min(figures["recall"].values()) >= 0.75, figures
+
+
+def test_live_detector_single_reading_api() -> None:
+    temps = list(CLEAN[:100])
+    temps[99] += 10.0
+    live = LiveAnomalyDetector()
+    results = [live.process_data_point(r) for r in env_series(temps)]
+    assert not any(r.is_anomaly for r in results[:99])
+    last = results[-1]
+    assert last.is_anomaly and last.score >= 0.1
+    assert "temperature" in last.reason and "expected" in last.reason and "14" in last.reason
+    live.set_params(anomaly_threshold=0.99)
+    assert live.ensemble.anomaly_threshold == 0.99

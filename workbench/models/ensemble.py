@@ -1,0 +1,206 @@
+"""All detectors as one: a single calibrated score per reading and the most specific explanation.
+
+Every component scores on the same scale (0.1 at its own trigger level), so the ensemble score is
+the largest component score; the finding reported names the most specific kind any component saw
+in that reading (a named pattern beats a spike, a spike beats a model's 'outlier'). Each component
+can be switched off at run time (``use_…`` parameters: the dashboard's toggles).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from workbench.models.base import Finding, ParamsMixin, check_range
+from workbench.models.density import DensityDetector
+from workbench.models.forest import ForestDetector
+from workbench.models.patterns import (
+    DropoutDetector,
+    EnergySurgeDetector,
+    LocationJumpDetector,
+    NoiseBurstDetector,
+    ShiftDetector,
+    StuckDetector,
+)
+from workbench.models.statistical import (
+    BASE_SCORE,
+    DEVICE_LIMIT,
+    MAX_DEVICES,
+    Columns,
+    Detector,
+    EwmaDetector,
+    RobustZDetector,
+    columnar,
+)
+from workbench.schema import Reading
+
+SPECIFICITY: tuple[str, ...] = (
+    "location_jump",
+    "dropout",
+    "stuck",
+    "energy_surge",
+    "noise_burst",
+    "drift",
+    "level_shift",
+    "spike",
+    "outlier",
+)
+"""Kinds from most to least specific: the first one seen in a reading names it."""
+_RANK = {kind: i for i, kind in enumerate(SPECIFICITY)}
+COMPONENTS: tuple[str, ...] = (
+    "robust_z",
+    "ewma",
+    "stuck",
+    "dropout",
+    "shift",
+    "noise",
+    "location",
+    "surge",
+    "forest",
+    "density",
+)
+
+
+class EnsembleDetector(ParamsMixin):
+    """Every detector on one batch; one finding per anomalous reading."""
+
+    def __init__(
+        self,
+        anomaly_threshold: float = BASE_SCORE,
+        window_size: int = 100,
+        model_update_interval: int = 1000,
+        use_robust_z: bool = True,
+        use_ewma: bool = False,
+        use_stuck: bool = True,
+        use_dropout: bool = True,
+        use_shift: bool = True,
+        use_noise: bool = True,
+        use_location: bool = True,
+        use_surge: bool = True,
+        use_forest: bool = True,
+        use_density: bool = True,
+        max_devices: int = MAX_DEVICES,
+    ) -> None:
+        self.anomaly_threshold = anomaly_threshold
+        self.window_size = window_size
+        self.model_update_interval = model_update_interval
+        self.use_robust_z = use_robust_z
+        self.use_ewma = use_ewma
+        self.use_stuck = use_stuck
+        self.use_dropout = use_dropout
+        self.use_shift = use_shift
+        self.use_noise = use_noise
+        self.use_location = use_location
+        self.use_surge = use_surge
+        self.use_forest = use_forest
+        self.use_density = use_density
+        self.max_devices = max_devices
+
+    def _check_params(self) -> None:
+        check_range("anomaly_threshold", self.anomaly_threshold, 0.0, 1.0)
+        check_range("window_size", self.window_size, 10, 10_000, integer=True)
+        check_range("model_update_interval", self.model_update_interval, 10, 10**7, integer=True)
+        check_range("max_devices", self.max_devices, 1, DEVICE_LIMIT, integer=True)
+        for name in COMPONENTS:
+            value = getattr(self, f"use_{name}")
+            if not isinstance(value, bool):
+                raise ValueError(f"use_{name}={value!r}: it must be True or False")
+
+    def _params_changed(self, names: set[str]) -> None:
+        if names & {"window_size", "model_update_interval", "max_devices"} and hasattr(
+            self, "_components"
+        ):
+            self._configure()
+
+    @property
+    def components(self) -> dict[str, Detector]:
+        """The component detectors by name (built on first use, all of them, on or off)."""
+        if not hasattr(self, "_components"):
+            self._components: dict[str, Detector] = {
+                "robust_z": RobustZDetector(),
+                "ewma": EwmaDetector(),
+                "stuck": StuckDetector(),
+                "dropout": DropoutDetector(),
+                "shift": ShiftDetector(),
+                "noise": NoiseBurstDetector(),
+                "location": LocationJumpDetector(),
+                "surge": EnergySurgeDetector(),
+                "forest": ForestDetector(),
+                "density": DensityDetector(),
+            }
+            self._configure()
+        return self._components
+
+    def _configure(self) -> None:
+        """Pass the shared settings on to the components that take them."""
+        shared = {
+            "window_size": self.window_size,
+            "model_update_interval": self.model_update_interval,
+            "max_devices": self.max_devices,
+        }
+        for detector in self._components.values():
+            names = detector.get_params()
+            detector.set_params(**{k: v for k, v in shared.items() if k in names})
+
+    def enabled(self) -> list[Detector]:
+        """The components switched on."""
+        return [d for name, d in self.components.items() if getattr(self, f"use_{name}")]
+
+    @property
+    def state_bytes(self) -> int:
+        """Per-device state held by all components."""
+        return sum(d.state_bytes for d in self.components.values())
+
+    def process_batch(self, readings: Sequence[Reading]) -> list[Finding]:
+        """Score then learn a batch; one finding per reading at or above the threshold."""
+        return self.detect(columnar(readings))
+
+    def detect(
+        self, batches: dict[str, Columns], threshold: float | None = None, learn: bool = True
+    ) -> list[Finding]:
+        """Combined findings for columnar batches (components each see the whole batch)."""
+        self._check_params()
+        verdict = self.anomaly_threshold
+        limit = verdict if threshold is None else threshold
+        best: dict[tuple[str, int], Finding] = {}
+        top: dict[tuple[str, int], float] = {}
+        for detector in self.enabled():
+            for f in detector.detect(batches, limit, learn):
+                key = (f.device_id, f.seq)
+                held = best.get(key)
+                if held is None:
+                    best[key], top[key] = f, f.score
+                    continue
+                top[key] = max(top[key], f.score)
+                if _preference(f, verdict) < _preference(held, verdict):
+                    best[key] = f
+        return [_with_score(f, top[key]) for key, f in best.items()]
+
+    def score_one(self, reading: Reading) -> float:
+        """River-style: the combined score of one reading, without learning it."""
+        findings = self.detect(columnar([reading]), 0.0, learn=False)
+        return max((f.score for f in findings), default=0.0)
+
+    def learn_one(self, reading: Reading) -> None:
+        """River-style: learn one reading without scoring it."""
+        self.detect(columnar([reading]), float("inf"))
+
+    def wait(self) -> None:
+        """Block until background model refits are in use."""
+        for detector in self.components.values():
+            wait = getattr(detector, "wait", None)
+            if wait is not None:
+                wait()
+
+
+def _preference(f: Finding, limit: float) -> tuple[bool, int, float]:
+    """Sort key: findings over the threshold first, then the more specific, then the higher."""
+    return f.score < limit, _RANK[f.kind], -f.score
+
+
+def _with_score(f: Finding, score: float) -> Finding:
+    if score == f.score:
+        return f
+    return Finding(
+        f.device_id, f.device_type, f.kind, f.metric, score, f.ts, f.seq, f.observed,
+        f.expected_low, f.expected_high, f"ensemble:{f.detector}",
+    )  # fmt: skip

@@ -1,0 +1,506 @@
+"""Detectors for the failure patterns fleets show, each naming its kind.
+
+stuck sensor, silence (dropout), level shift and drift, location jump, energy surge, noise burst.
+All follow the :class:`~workbench.models.statistical.Detector` contract (rounds of distinct
+devices, bounded per-device state, a score of 0.1 at each detector's own trigger level).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import numpy as np
+
+from workbench.models.base import Finding, check_range
+from workbench.models.statistical import (
+    BASE_SCORE,
+    MAX_DEVICES,
+    SIGNALS,
+    Columns,
+    Detector,
+    DeviceTable,
+    Field,
+    Scores,
+    calibrate,
+    pick,
+    robust_fields,
+    robust_learn,
+    robust_reference,
+)
+from workbench.schema import METRICS
+
+EARTH_RADIUS_KM = 6371.0
+
+
+def _signals(cols: Columns) -> np.ndarray:
+    return cols.values[:, cols.metric_columns(SIGNALS[cols.device_type])]
+
+
+class StuckDetector(Detector):
+    """A metric repeating the exact same value far longer than its own noise makes likely.
+
+    Learns per device and metric how often a value repeats by chance (rounding makes quiet
+    sensors repeat now and then) and flags a run once its chance probability falls below
+    ``10 ** -surprise``.
+    """
+
+    kind = "stuck"
+    name = "stuck"
+
+    def __init__(
+        self,
+        surprise: float = 6.0,
+        min_run: int = 3,
+        threshold: float = BASE_SCORE,
+        max_devices: int = MAX_DEVICES,
+    ) -> None:
+        self.surprise = surprise
+        self.min_run = min_run
+        self.threshold = threshold
+        self.max_devices = max_devices
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_range("surprise", self.surprise, 1.0, 30.0)
+        check_range("min_run", self.min_run, 2, 1000, integer=True)
+
+    def _fields(self, device_type: str) -> dict[str, Field]:
+        m = len(SIGNALS[device_type])
+        return {
+            "last": ((m,), np.nan, np.float64),
+            "run": ((m,), 0, np.int64),
+            "repeats": ((m,), 0.5, np.float64),
+            "n": ((), 5.0, np.float64),
+        }
+
+    def _round(
+        self, table: DeviceTable, rows: np.ndarray, cols: Columns, sel: np.ndarray, learn: bool
+    ) -> Scores:
+        x = _signals(cols)[sel]
+        same = x == table["last"][rows]
+        run = np.where(same, table["run"][rows] + 1, 1)
+        n = table["n"][rows]
+        p = np.clip(table["repeats"][rows] / n[:, None], 1e-3, 0.5)
+        surprise = (run - 1) * -np.log10(p)
+        surprise[run < self.min_run] = 0.0
+        best = np.argmax(surprise, axis=1)
+        score = calibrate(pick(surprise, best) / self.surprise)
+        if learn:
+            table["last"][rows] = x
+            table["run"][rows] = run
+            chance = run <= 2  # a long run is the fault itself, not evidence of chance repeats
+            table["repeats"][rows] += np.where(chance, same, 0.0)
+            table["n"][rows] = n + 1
+        value = pick(x, best)
+        unknown = np.full(len(sel), np.nan)
+        return Scores(score, best, value, unknown, unknown, self.kind)
+
+
+class DropoutDetector(Detector):
+    """Silence: a gap in the device's sequence numbers or a time gap of several usual intervals.
+
+    Reported on the reading that ends the silence; :meth:`silent_devices` reports devices that are
+    still silent now.
+    """
+
+    kind = "dropout"
+    name = "dropout"
+
+    def __init__(
+        self,
+        min_missing: float = 2.0,
+        threshold: float = BASE_SCORE,
+        max_devices: int = MAX_DEVICES,
+    ) -> None:
+        self.min_missing = min_missing
+        self.threshold = threshold
+        self.max_devices = max_devices
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_range("min_missing", self.min_missing, 1.0, 1e6)
+
+    def _fields(self, device_type: str) -> dict[str, Field]:
+        return {
+            "seq": ((), -1, np.int64),
+            "ts": ((), np.nan, np.float64),
+            "interval": ((), np.nan, np.float64),
+        }
+
+    def _metric_names(self, device_type: str) -> Sequence[str | None]:
+        return (None,)
+
+    def _round(
+        self, table: DeviceTable, rows: np.ndarray, cols: Columns, sel: np.ndarray, learn: bool
+    ) -> Scores:
+        seq, ts = cols.seq[sel], cols.ts[sel]
+        last_seq, last_ts, interval = table["seq"][rows], table["ts"][rows], table["interval"][rows]
+        known = last_seq >= 0
+        by_seq = np.where(known & (seq > last_seq), seq - last_seq - 1, 0)
+        gap = ts - last_ts
+        with np.errstate(invalid="ignore", divide="ignore"):
+            by_time = np.where(np.isnan(interval), 0.0, np.rint(gap / interval) - 1.0)
+        missing = np.maximum(by_seq, np.nan_to_num(by_time))
+        score = calibrate(missing / self.min_missing)
+        if learn:
+            steady = known & (seq == last_seq + 1) & (gap > 0)
+            table["interval"][rows] = np.where(
+                steady, np.where(np.isnan(interval), gap, 0.9 * interval + 0.1 * gap), interval
+            )
+            table["seq"][rows] = seq
+            table["ts"][rows] = ts
+        zero = np.zeros(len(sel))
+        metric = np.full(len(sel), -1)
+        return Scores(score, metric, missing.astype(np.float64), zero, zero, self.kind)
+
+    def silent_devices(self, now: datetime) -> list[Finding]:
+        """Devices silent for at least ``min_missing`` usual intervals by ``now`` (not consumed)."""
+        self._check_params()
+        at = now.timestamp()
+        out = []
+        for device_type, table in getattr(self, "_tables", {}).items():
+            size = len(table.ids)
+            with np.errstate(invalid="ignore"):
+                missing = np.floor((at - table["ts"][:size]) / table["interval"][:size])
+            silent = np.flatnonzero(np.nan_to_num(missing) >= self.min_missing)
+            for row in silent.tolist():
+                device_id = table.ids[row]
+                if device_id is None:
+                    continue
+                m = float(missing[row])
+                out.append(
+                    Finding(
+                        device_id=device_id,
+                        device_type=device_type,
+                        kind=self.kind,
+                        metric=None,
+                        score=float(calibrate(np.array(m / self.min_missing))),
+                        ts=now,
+                        seq=int(table["seq"][row]),
+                        observed=m,
+                        expected_low=0.0,
+                        expected_high=0.0,
+                        detector=self.name,
+                    )
+                )
+        return out
+
+
+class ShiftDetector(Detector):
+    """A sustained move away from the device's robust baseline: a level shift, or a drift.
+
+    Level shift: the last ``short`` readings all sit more than ``z_threshold`` spreads to one side
+    of the median of the window. Drift: over the last ``trend`` readings the values follow a line
+    (residuals within a few spreads) whose rise exceeds ``z_threshold`` spreads.
+    """
+
+    kind = "level_shift"
+    name = "shift"
+
+    def __init__(
+        self,
+        window_size: int = 100,
+        short: int = 4,
+        trend: int = 8,
+        z_threshold: float = 5.0,
+        threshold: float = BASE_SCORE,
+        min_history: int = 20,
+        refresh: int = 10,
+        clip: float = 3.0,
+        max_devices: int = MAX_DEVICES,
+    ) -> None:
+        self.window_size = window_size
+        self.short = short
+        self.trend = trend
+        self.z_threshold = z_threshold
+        self.threshold = threshold
+        self.min_history = min_history
+        self.refresh = refresh
+        self.clip = clip
+        self.max_devices = max_devices
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_range("window_size", self.window_size, 10, 10_000, integer=True)
+        check_range("short", self.short, 2, 50, integer=True)
+        check_range("trend", self.trend, 3, 50, integer=True)
+        check_range("z_threshold", self.z_threshold, 1.0, 100.0)
+        check_range("min_history", self.min_history, 3, self.window_size, integer=True)
+        check_range("refresh", self.refresh, 1, self.window_size, integer=True)
+        check_range("clip", self.clip, 1.0, 100.0)
+
+    def _structural(self) -> set[str]:
+        return {"max_devices", "window_size", "short", "trend"}
+
+    def _fields(self, device_type: str) -> dict[str, Field]:
+        m = len(SIGNALS[device_type])
+        keep = max(self.short, self.trend)
+        return robust_fields(m, self.window_size) | {"recent": ((m, keep), np.nan, np.float64)}
+
+    def _round(
+        self, table: DeviceTable, rows: np.ndarray, cols: Columns, sel: np.ndarray, learn: bool
+    ) -> Scores:
+        x = _signals(cols)[sel]
+        med, scale, ready = robust_reference(table, rows, x, self, cols.device_type)
+        recent = np.concatenate([table["recent"][rows][..., 1:], x[..., None]], axis=2)
+        z = (recent - med[..., None]) / scale[..., None]  # (devices, metrics, keep), oldest first
+        last = z[..., -self.short :]
+        side = np.sign(last[..., -1:])
+        shift = np.nan_to_num(np.min(last * side, axis=2))
+        tail = z[..., -self.trend :]
+        t = np.arange(self.trend) - (self.trend - 1) / 2.0
+        slope = np.sum(tail * t, axis=2) / np.sum(t * t)
+        fitted = tail.mean(axis=2)[..., None] + slope[..., None] * t
+        wobble = np.sqrt(np.mean((tail - fitted) ** 2, axis=2))
+        rise = np.abs(slope) * (self.trend - 1)
+        away = np.minimum(rise, np.abs(z[..., -1]))
+        linear = (wobble < 0.25 * rise) & (np.sign(slope) == side[..., 0])
+        drifting = np.nan_to_num(np.where(linear, away, 0.0))
+        stat = np.maximum(shift, drifting)
+        best = np.argmax(stat, axis=1)
+        score = np.where(ready, calibrate(pick(stat, best) / self.z_threshold), 0.0)
+        kind = np.where(pick(drifting, best) >= pick(shift, best), "drift", "level_shift")
+        if learn:
+            robust_learn(table, rows, x, med, scale, ready, self.clip)
+            table["recent"][rows] = recent[..., -table["recent"].shape[2] :]
+        reach, centre = self.z_threshold * pick(scale, best), pick(med, best)
+        return Scores(score, best, pick(x, best), centre - reach, centre + reach, kind)
+
+
+class NoiseBurstDetector(Detector):
+    """Short-window variability far above the device's long-run variability.
+
+    Uses reading-to-reading changes over the last ``short`` readings: the third largest of them
+    (so a spike's way up and down, or one step, do not count) must exceed ``factor`` times the
+    long-run typical change, with big changes both up and down (a drift only goes one way).
+    """
+
+    kind = "noise_burst"
+    name = "noise"
+
+    def __init__(
+        self,
+        window_size: int = 100,
+        short: int = 8,
+        factor: float = 5.0,
+        threshold: float = BASE_SCORE,
+        min_history: int = 30,
+        max_devices: int = MAX_DEVICES,
+    ) -> None:
+        self.window_size = window_size
+        self.short = short
+        self.factor = factor
+        self.threshold = threshold
+        self.min_history = min_history
+        self.max_devices = max_devices
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_range("window_size", self.window_size, 2, 100_000, integer=True)
+        check_range("short", self.short, 4, 100, integer=True)
+        check_range("factor", self.factor, 1.0, 100.0)
+        check_range("min_history", self.min_history, 3, 100_000, integer=True)
+
+    def _structural(self) -> set[str]:
+        return {"max_devices", "short"}
+
+    def _fields(self, device_type: str) -> dict[str, Field]:
+        m = len(SIGNALS[device_type])
+        return {
+            "last": ((m,), np.nan, np.float64),
+            "steps": ((m, self.short), 0.0, np.float64),
+            "typical": ((m,), np.nan, np.float64),
+            "n": ((), 0, np.int64),
+        }
+
+    def _round(
+        self, table: DeviceTable, rows: np.ndarray, cols: Columns, sel: np.ndarray, learn: bool
+    ) -> Scores:
+        x = _signals(cols)[sel]
+        step = np.nan_to_num(x - table["last"][rows])
+        typical = table["typical"][rows]
+        floor = np.array([_STEP_FLOOR[m] for m in SIGNALS[cols.device_type]])
+        unit = np.maximum(np.nan_to_num(typical, nan=np.inf), floor)
+        steps = np.concatenate([table["steps"][rows][..., 1:], step[..., None]], axis=2)
+        units = steps / unit[..., None]
+        third = -np.partition(-np.abs(units), 2, axis=2)[..., 2]
+        big = self.factor
+        both = (np.sum(units > big, axis=2) >= 1) & (np.sum(units < -big, axis=2) >= 1)
+        both &= np.abs(units[..., -1]) > big  # still going on now, not echoing from the window
+        stat = np.where(both, third, 0.0)
+        best = np.argmax(stat, axis=1)
+        n = table["n"][rows]
+        score = np.where(n >= self.min_history, calibrate(pick(stat, best) / big), 0.0)
+        if learn:
+            alpha = np.maximum(1.0 / np.maximum(n, 1.0), 2.0 / (self.window_size + 1.0))[:, None]
+            size = np.abs(step)
+            capped = np.where(np.isnan(typical), size, np.minimum(size, 3.0 * unit))
+            has_step = ~np.isnan(table["last"][rows]) & (step != 0.0)  # a repeat is no step
+            new = np.where(np.isnan(typical), capped, typical + alpha * (capped - typical))
+            table["typical"][rows] = np.where(has_step, new, typical)
+            table["steps"][rows] = steps
+            table["last"][rows] = x
+            table["n"][rows] = n + 1
+        reach = big * pick(unit, best)
+        previous = pick(x - step, best)
+        return Scores(score, best, pick(x, best), previous - reach, previous + reach, self.kind)
+
+
+_STEP_FLOOR: dict[str, float] = {
+    "temperature": 0.02,
+    "humidity": 0.1,
+    "power": 2.0,
+    "co2": 1.0,
+    "pm25": 0.1,
+}
+"""Smallest typical reading-to-reading change assumed, per metric (≈ reporting resolution)."""
+
+
+def haversine_km(
+    lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray
+) -> np.ndarray:
+    """Great-circle distance in km between points given in degrees."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dp, dl = p2 - p1, np.radians(lon2 - lon1)
+    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+    return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+class LocationJumpDetector(Detector):
+    """A reported position more than ``jump_km`` from the device's home (learned) position."""
+
+    kind = "location_jump"
+    name = "location"
+
+    def __init__(
+        self,
+        jump_km: float = 25.0,
+        threshold: float = BASE_SCORE,
+        max_devices: int = MAX_DEVICES,
+    ) -> None:
+        self.jump_km = jump_km
+        self.threshold = threshold
+        self.max_devices = max_devices
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_range("jump_km", self.jump_km, 0.01, 20_000.0)
+
+    def _fields(self, device_type: str) -> dict[str, Field]:
+        return {"home": ((2,), np.nan, np.float64), "n": ((), 0, np.int64)}
+
+    def _metric_names(self, device_type: str) -> Sequence[str | None]:
+        return ("location",)
+
+    def _round(
+        self, table: DeviceTable, rows: np.ndarray, cols: Columns, sel: np.ndarray, learn: bool
+    ) -> Scores:
+        lat, lon = cols.lat[sel], cols.lon[sel]
+        home = table["home"][rows]
+        fresh = np.isnan(home[:, 0])
+        home = np.where(fresh[:, None], np.stack([lat, lon], axis=1), home)
+        km = haversine_km(home[:, 0], home[:, 1], lat, lon)
+        score = calibrate(km / self.jump_km)
+        if learn:
+            n = table["n"][rows]
+            alpha = np.maximum(1.0 / (n + 1.0), 0.01)[:, None]
+            at_home = (km < self.jump_km)[:, None]
+            moved = home + alpha * (np.stack([lat, lon], axis=1) - home)
+            table["home"][rows] = np.where(at_home, moved, home)
+            table["n"][rows] = n + 1
+        zero = np.zeros(len(sel))
+        return Scores(
+            score, np.zeros(len(sel), dtype=np.int64), km, zero, zero + self.jump_km, self.kind
+        )
+
+
+class EnergySurgeDetector(Detector):
+    """Power far above the device's baseline for several readings, confirmed by the energy
+    register advancing as that power implies (a real surge, not a faulty power reading)."""
+
+    kind = "energy_surge"
+    name = "surge"
+
+    def __init__(
+        self,
+        window_size: int = 100,
+        factor: float = 2.5,
+        min_readings: int = 2,
+        tolerance: float = 0.3,
+        threshold: float = BASE_SCORE,
+        min_history: int = 10,
+        max_devices: int = MAX_DEVICES,
+    ) -> None:
+        self.window_size = window_size
+        self.factor = factor
+        self.min_readings = min_readings
+        self.tolerance = tolerance
+        self.threshold = threshold
+        self.min_history = min_history
+        self.max_devices = max_devices
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_range("window_size", self.window_size, 2, 100_000, integer=True)
+        check_range("factor", self.factor, 1.1, 1000.0)
+        check_range("min_readings", self.min_readings, 1, 1000, integer=True)
+        check_range("tolerance", self.tolerance, 0.0, 10.0)
+        check_range("min_history", self.min_history, 1, 100_000, integer=True)
+
+    def _fields(self, device_type: str) -> dict[str, Field]:
+        return {
+            "base": ((), np.nan, np.float64),
+            "energy": ((), np.nan, np.float64),
+            "ts": ((), np.nan, np.float64),
+            "run": ((), 0, np.int64),
+            "n": ((), 0, np.int64),
+        }
+
+    def _metric_names(self, device_type: str) -> Sequence[str | None]:
+        return ("power",)
+
+    def detect(
+        self, batches: dict[str, Columns], threshold: float | None = None, learn: bool = True
+    ) -> list[Finding]:
+        """Only device types that meter energy."""
+        metered = {t: c for t, c in batches.items() if "energy" in METRICS[t]}
+        return super().detect(metered, threshold, learn)
+
+    def _round(
+        self, table: DeviceTable, rows: np.ndarray, cols: Columns, sel: np.ndarray, learn: bool
+    ) -> Scores:
+        power_col, energy_col = cols.metric_columns(("power", "energy"))
+        power, energy, ts = cols.values[sel, power_col], cols.values[sel, energy_col], cols.ts[sel]
+        base, n = table["base"][rows], table["n"][rows]
+        base = np.where(np.isnan(base), power, base)
+        ratio = power / np.maximum(base, 1.0)
+        implied = power * (ts - table["ts"][rows]) / 3.6e6
+        advanced = energy - table["energy"][rows]
+        consistent = np.nan_to_num(
+            np.abs(advanced - implied) <= self.tolerance * implied + 2e-6, nan=0.0
+        ).astype(bool)
+        high = (ratio >= self.factor) & consistent
+        run = np.where(high, table["run"][rows] + 1, 0)
+        stat = np.where(
+            (run >= self.min_readings) & (n >= self.min_history),
+            (ratio - 1.0) / (self.factor - 1.0),
+            0.0,
+        )
+        score = calibrate(stat)
+        if learn:
+            alpha = np.maximum(1.0 / (n + 1.0), 2.0 / (self.window_size + 1.0))
+            kept = np.where(n >= self.min_history, np.minimum(power, 1.5 * base), power)
+            table["base"][rows] = base + alpha * (kept - base)
+            table["energy"][rows] = energy
+            table["ts"][rows] = ts
+            table["run"][rows] = run
+            table["n"][rows] = n + 1
+        return Scores(
+            score,
+            np.zeros(len(sel), dtype=np.int64),
+            power,
+            base * 0.0,
+            base * self.factor,
+            self.kind,
+        )
