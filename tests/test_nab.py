@@ -121,16 +121,17 @@ def run(values: list[float], detector: UnivariateDetector | None = None) -> list
 
 
 def test_detector_parameters_validated_on_use_and_at_run_time() -> None:
-    bad = UnivariateDetector(window=5)
-    with pytest.raises(ValueError, match="window"):
+    bad = UnivariateDetector(memory=5)
+    with pytest.raises(ValueError, match="memory"):
         bad.score_one(1.0)
     d = UnivariateDetector()
     run(daily(300), d)
     with pytest.raises(ValueError, match="refractory"):
         d.set_params(refractory=-1)
     assert d.refractory == 100
-    d.set_params(refractory=10, season_max=500)
+    d.set_params(refractory=10, memory=200)
     assert d.get_params()["refractory"] == 10
+    assert d.state_size() == 2 * 200 + 4  # the memory shrank at once
     assert 0.0 <= d.score_learn_one(11.0, T0 + timedelta(days=2)) <= 1.0
 
 
@@ -144,6 +145,15 @@ def test_quiet_on_clean_series_loud_on_spike_and_level_shift() -> None:
     shifted[3500:] = [v + 4 for v in shifted[3500:]]
     scores = run(shifted)
     assert scores[3500] > 0.85 and scores[3500] > max(scores[500:3500])
+
+
+def test_one_event_alerts_once() -> None:
+    values = daily(2000)
+    values[1500:1503] = [30.0, 31.0, 32.0]  # three ever-higher readings: one event
+    scores = run(values)
+    assert scores[1500] > 0.9
+    assert max(scores[1501:1503]) < 0.5  # damped during the refractory period
+    assert max(scores[500:1500]) < 0.5
 
 
 def test_score_one_does_not_learn() -> None:
@@ -222,4 +232,4 @@ def test_runner_without_labels(tmp_path: Path) -> None:
 def test_nab_corpus_regression(tmp_path: Path) -> None:
     results = run_nab(NAB_DIR / "data", tmp_path / "out", None)
     assert results["files"] == 27
-    assert results["profiles"]["standard"]["score"] > 35
+    assert results["profiles"]["standard"]["score"] > 70

@@ -14,7 +14,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from workbench.alerts.publish import AlertPublisher
 from workbench.config import Settings
+from workbench.models.ensemble import EnsembleDetector
+from workbench.streams.clients import make_producer
+from workbench.streams.detect import DetectionStage
 from workbench.streams.source import from_kafka_readings
 from workbench.streams.topics import ensure_topics
 
@@ -64,6 +68,15 @@ class _Display:
             self.last_print = now
 
 
+def _alert_line(stage: DetectionStage) -> str:
+    active = stage.manager.active
+    by_severity = {sev: sum(a.severity == sev for a in active) for sev in ("high", "medium", "low")}
+    latest = next(reversed(stage.manager.history.values()), None)
+    counts = " · ".join(f"{n} {sev}" for sev, n in by_severity.items())
+    tail = f" · latest: [{latest.severity}] {latest.explanation}" if latest else ""
+    return f"{len(active)} active ({counts}) · {len(stage.manager.history):,} in history{tail}"
+
+
 async def _run_pipeline(
     settings: Settings, group_id: str, status: Callable[[], list[str]], stop: threading.Event
 ) -> None:
@@ -71,17 +84,27 @@ async def _run_pipeline(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     source = from_kafka_readings(settings, group_id=group_id, start="latest")
-    source.sink(lambda batch: None)  # the detectors and charts attach here
+    producer = make_producer(settings, client_id="workbench-alerts")
+    stage = DetectionStage(EnsembleDetector(), publisher=AlertPublisher(producer))
+    source.sink(stage)
     source.start()
     display = _Display()
     try:
         while not stop.is_set():
-            display.show([*status(), "pipeline: " + source.metrics.snapshot().line()])
+            display.show(
+                [
+                    *status(),
+                    "pipeline: " + source.metrics.snapshot().line(),
+                    "alerts: " + _alert_line(stage),
+                ]
+            )
             await asyncio.sleep(REFRESH_S)
     finally:
         _say("stopping: committing what was handled…")
         source.stop()
         await source.wait_stopped()
+        stage.close()
+        producer.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 
