@@ -65,13 +65,21 @@ def test_replaying_the_same_readings_gives_the_same_alert_ids() -> None:
     assert once == again and len(once) == 2
 
 
-def test_different_kinds_or_devices_are_different_incidents() -> None:
+def test_one_sensor_is_one_incident_whatever_the_detectors_call_it() -> None:
     manager = AlertManager()
     manager.process(
-        [finding(0, 0), finding(0, 0, kind="spike"), finding(0, 0, device_id="env_sensor-0002")],
-        now=T0,
+        [
+            finding(0, 0, kind="spike", score=0.7),
+            finding(5, 1, kind="level_shift", score=0.9),  # the strongest names the incident
+            finding(5, 1, metric="humidity"),
+            finding(0, 0, device_id="env_sensor-0002"),
+        ],
+        now=T0 + timedelta(seconds=5),
     )
-    assert len(manager.active) == 3
+    incidents = {(a.device_id, a.metric): a for a in manager.active}
+    assert len(incidents) == 3
+    assert incidents["env_sensor-0001", "temperature"].kind == "level_shift"
+    assert incidents["env_sensor-0001", "temperature"].readings == 2
 
 
 def test_severity_follows_score_metric_criticality_and_duration() -> None:

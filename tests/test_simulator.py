@@ -549,3 +549,20 @@ def test_run_simulator_validates_before_connecting(producer):
     with pytest.raises(ValueError, match="either a duration or a count"):
         run_simulator(Settings(), devices=10, rate=10, duration_s=1, count=10)
     assert producer.sent == []
+
+
+@pytest.mark.parametrize("bound", [{"count": 2_000}, {"duration_s": 100.0}])
+def test_backfill_replays_past_fleet_life_at_once_then_stops(producer, bound):
+    before = datetime.now(UTC)
+    stats = run_simulator(
+        Settings(), devices=20, rate=20, seed=3, backfill_s=100.0, **bound
+    )  # 100 s of fleet life: real time would take 100 s
+    readings = [
+        msgspec.json.decode(v, type=schema.Reading)
+        for t, v, _ in producer.sent
+        if t == TOPIC_READINGS
+    ]
+    assert stats.elapsed_s - 100.0 < 5.0  # sent in a burst, not paced
+    assert 1_950 <= len(readings) <= 2_000
+    assert readings[0].ts < before - timedelta(seconds=95)
+    assert all(r.ts <= datetime.now(UTC) for r in readings)  # nothing from the future

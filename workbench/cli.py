@@ -265,10 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="measure detection quality")
     evals = p.add_subparsers(dest="evaluation", required=True, metavar="EVALUATION")
     e = evals.add_parser("simulator", parents=[common], help="event-level P/R/F1 through Kafka")
-    fleet_options(e, rate=2500, devices=500)
+    fleet_options(e, rate=100, devices=500)
     e.set_defaults(seed=1)
     e.add_argument(
-        "--duration", type=_positive(float, "number"), default=120.0, help="seconds (default 120)"
+        "--duration",
+        type=_positive(float, "number"),
+        default=1800.0,
+        help="seconds of fleet life, replayed as fast as the pipeline takes them (default 1800)",
     )
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=cmd_eval_simulator)

@@ -1,6 +1,6 @@
 """Turn detector findings into incidents: one alert per incident, updated while it lasts.
 
-Findings of one device, kind and metric less than ``merge_gap`` apart (in data time, so a replay
+Findings on one device and metric less than ``merge_gap`` apart (in data time, so a replay
 groups them the same way) belong to one incident. The manager reports which alerts changed in a way
 worth telling the world — opened, severity changed, closed, or a periodic refresh — so the alert
 topic carries incidents, not a storm of per-reading messages.
@@ -17,7 +17,9 @@ import msgspec
 from workbench.alerts.model import Alert, SeverityPolicy, alert_id, explain
 from workbench.models.base import Finding
 
-IncidentKey = tuple[str, str, str | None]
+IncidentKey = tuple[str, str | None]
+"""(device id, metric): one problem with one sensor is one incident, whatever detectors call it;
+the alert's kind is that of its strongest finding."""
 
 
 class AlertManager:
@@ -54,7 +56,7 @@ class AlertManager:
         """
         changed: dict[str, Alert] = {}
         for f in findings:
-            key = (f.device_id, f.kind, f.metric)
+            key = (f.device_id, f.metric)
             alert = self._active.get(key)
             if alert is not None and f.ts - alert.last_seen > self.merge_gap:
                 changed[alert.alert_id] = self._close(key, alert)
@@ -106,6 +108,7 @@ class AlertManager:
         alert.readings += 1
         if f.score >= alert.score:
             alert.score = f.score
+            alert.kind = f.kind
             alert.observed = f.observed
             alert.expected_low = f.expected_low
             alert.expected_high = f.expected_high
@@ -128,5 +131,5 @@ class AlertManager:
         while len(self.history) > self.history_size:
             old_id, old = self.history.popitem(last=False)
             if old.status == "active":  # evicted while still open: stop tracking it too
-                self._active.pop((old.device_id, old.kind, old.metric), None)
+                self._active.pop((old.device_id, old.metric), None)
                 self._published_at.pop(old_id, None)

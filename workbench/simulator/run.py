@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from workbench.config import TOPIC_READINGS, TOPIC_TRUTH, Settings
 from workbench.schema import encode
@@ -51,12 +51,18 @@ class _Pacer:
     """Holds the run to the simulated clock and decides when it must stop."""
 
     def __init__(
-        self, started: float, duration_s: float | None, stop_event: threading.Event | None
+        self,
+        started: float,
+        duration_s: float | None,
+        stop_event: threading.Event | None,
+        backfill_s: float = 0.0,
     ) -> None:
         self.started = started
         """The monotonic clock at the simulated start."""
         self.elapsed = 0.0
-        self._deadline_s = None if duration_s is None else duration_s + LATE_STOP_S
+        # A run that is all backfill is behind schedule by design: it never stops early.
+        unbounded = duration_s is None or duration_s <= backfill_s
+        self._deadline_s = None if unbounded else duration_s + LATE_STOP_S
         self._stop_event = stop_event
 
     def wait_until(self, offset_s: float) -> bool:
@@ -110,9 +116,13 @@ def run_simulator(
     stop_event: threading.Event | None = None,
     readings_topic: str = TOPIC_READINGS,
     truth_topic: str = TOPIC_TRUTH,
+    backfill_s: float = 0.0,
 ) -> SimulatorStats:
     """Publish ``rate`` readings/s from ``devices`` devices until the duration, count or a stop.
 
+    ``backfill_s`` starts the simulated clock that long in the past: those readings go out as fast
+    as the producer takes them (timestamps stay in the past), then the run continues in real time.
+    Evaluations use it to replay half an hour of fleet life in seconds.
     Without a duration or count it runs until ``stop_event`` is set or Ctrl-C. Either way it stops
     cleanly: truth for anomalies still running is published (ending now), the producer is flushed.
     """
@@ -120,9 +130,12 @@ def run_simulator(
     producer = make_producer(settings, client_id="workbench-simulator")
     try:
         # Read both clocks together, so timestamps match the wall clock however long setup takes.
-        started, start = time.monotonic(), datetime.now(UTC)
+        if backfill_s < 0:
+            raise ValueError(f"backfill_s={backfill_s}: it must be 0 s or more")
+        started = time.monotonic() - backfill_s
+        start = datetime.now(UTC) - timedelta(seconds=backfill_s)
         simulation = Simulation(devices, rate, anomaly_rate=anomaly_rate, seed=seed, start=start)
-        pacer = _Pacer(started, duration_s, stop_event)
+        pacer = _Pacer(started, duration_s, stop_event, backfill_s)
         reporter = _Reporter(progress, simulation)
         sent = published = 0
         try:
