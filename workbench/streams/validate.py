@@ -105,7 +105,6 @@ class ReadingValidator:
                 keep_ts(batch.timestamps_ms[i])
         return ReadingBatch(readings, stamps, rejected, received_at)
 
-
     def _check_new_id(self, device_id: str) -> None:
         if not self._id_ok(device_id):
             raise _Refused(
