@@ -22,6 +22,7 @@ from workbench.models import (
     ForestDetector,
     LocationJumpDetector,
     NoiseBurstDetector,
+    NoveltyDetector,
     RobustZDetector,
     ShiftDetector,
     StuckDetector,
@@ -39,6 +40,7 @@ DETECTORS: dict[str, Callable[[], object]] = {
     "surge": EnergySurgeDetector,
     "forest": ForestDetector,
     "density": DensityDetector,
+    "novelty": NoveltyDetector,
     "ensemble": EnsembleDetector,
 }
 WARM_ROUNDS = 25

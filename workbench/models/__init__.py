@@ -2,10 +2,12 @@
 vectorised ``process_batch``), bounded per-device state, and an ensemble behind the live API."""
 
 from workbench.models.base import Finding
+from workbench.models.batch import columnar
 from workbench.models.density import DensityDetector
 from workbench.models.ensemble import EnsembleDetector
 from workbench.models.forest import ForestDetector
 from workbench.models.live import DetectionResult, LiveAnomalyDetector, explain
+from workbench.models.novelty import NoveltyDetector
 from workbench.models.patterns import (
     DropoutDetector,
     EnergySurgeDetector,
@@ -14,7 +16,7 @@ from workbench.models.patterns import (
     ShiftDetector,
     StuckDetector,
 )
-from workbench.models.statistical import EwmaDetector, RobustZDetector, columnar
+from workbench.models.statistical import EwmaDetector, RobustZDetector
 
 __all__ = [
     "DensityDetector",
@@ -28,6 +30,7 @@ __all__ = [
     "LiveAnomalyDetector",
     "LocationJumpDetector",
     "NoiseBurstDetector",
+    "NoveltyDetector",
     "RobustZDetector",
     "ShiftDetector",
     "StuckDetector",

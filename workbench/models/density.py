@@ -13,8 +13,8 @@ from sklearn.cluster import DBSCAN
 from sklearn.neighbors import KDTree
 
 from workbench.models.base import check_range
+from workbench.models.detector import BASE_SCORE, MAX_DEVICES
 from workbench.models.forest import Fitted, FleetModelDetector
-from workbench.models.statistical import BASE_SCORE, MAX_DEVICES
 
 MAX_CORE = 1024
 """Core samples kept for scoring (a random subset beyond this: queries stay fast)."""

@@ -4,15 +4,25 @@ Every component scores on the same scale (0.1 at its own trigger level), so the 
 the largest component score; the finding reported names the most specific kind any component saw
 in that reading (a named pattern beats a spike, a spike beats a model's 'outlier'). Each component
 can be switched off at run time (``use_…`` parameters: the dashboard's toggles).
+
+The fleet models (Isolation Forest, DBSCAN) score on a worker thread while the other components
+score on the caller's (their numpy and scikit-learn work releases the GIL), and all components
+share one device index, so a batch's rows and rounds are looked up once.
+:meth:`EnsembleDetector.silent_findings` reports devices that have gone silent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 from workbench.models.base import Finding, ParamsMixin, check_range
+from workbench.models.batch import Columns, columnar
 from workbench.models.density import DensityDetector
-from workbench.models.forest import ForestDetector
+from workbench.models.detector import BASE_SCORE, DEVICE_LIMIT, MAX_DEVICES, Detector
+from workbench.models.forest import FleetModelDetector, ForestDetector
+from workbench.models.novelty import NoveltyDetector
 from workbench.models.patterns import (
     DropoutDetector,
     EnergySurgeDetector,
@@ -21,16 +31,8 @@ from workbench.models.patterns import (
     ShiftDetector,
     StuckDetector,
 )
-from workbench.models.statistical import (
-    BASE_SCORE,
-    DEVICE_LIMIT,
-    MAX_DEVICES,
-    Columns,
-    Detector,
-    EwmaDetector,
-    RobustZDetector,
-    columnar,
-)
+from workbench.models.state import Fleet
+from workbench.models.statistical import EwmaDetector, RobustZDetector
 from workbench.schema import Reading
 
 SPECIFICITY: tuple[str, ...] = (
@@ -57,11 +59,28 @@ COMPONENTS: tuple[str, ...] = (
     "surge",
     "forest",
     "density",
+    "novelty",
 )
+PARALLEL_MIN = 500
+"""Batches of at least this many readings score the fleet models on the worker thread."""
+_worker: ThreadPoolExecutor | None = None
+
+
+def worker() -> ThreadPoolExecutor:
+    """The thread that scores the fleet models beside the other components."""
+    global _worker
+    if _worker is None:
+        _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbench-score")
+    return _worker
 
 
 class EnsembleDetector(ParamsMixin):
-    """Every detector on one batch; one finding per anomalous reading."""
+    """Every detector on one batch; one finding per anomalous reading.
+
+    ``use_novelty`` (the NAB detector per device and metric) is off by default: on the simulator
+    its range-scaled novelty flags ordinary sensor noise (thousands of false alerts) and its
+    per-reading Python costs most of the throughput.
+    """
 
     def __init__(
         self,
@@ -78,6 +97,7 @@ class EnsembleDetector(ParamsMixin):
         use_surge: bool = True,
         use_forest: bool = True,
         use_density: bool = True,
+        use_novelty: bool = False,
         max_devices: int = MAX_DEVICES,
     ) -> None:
         self.anomaly_threshold = anomaly_threshold
@@ -93,6 +113,7 @@ class EnsembleDetector(ParamsMixin):
         self.use_surge = use_surge
         self.use_forest = use_forest
         self.use_density = use_density
+        self.use_novelty = use_novelty
         self.max_devices = max_devices
 
     def _check_params(self) -> None:
@@ -126,6 +147,7 @@ class EnsembleDetector(ParamsMixin):
                 "surge": EnergySurgeDetector(),
                 "forest": ForestDetector(),
                 "density": DensityDetector(),
+                "novelty": NoveltyDetector(),
             }
             self._configure()
         return self._components
@@ -137,9 +159,13 @@ class EnsembleDetector(ParamsMixin):
             "model_update_interval": self.model_update_interval,
             "max_devices": self.max_devices,
         }
+        fleet = getattr(self, "_fleet", None)
+        if fleet is None or fleet.capacity != self.max_devices:
+            fleet = self._fleet = Fleet(self.max_devices)
         for detector in self._components.values():
             names = detector.get_params()
             detector.set_params(**{k: v for k, v in shared.items() if k in names})
+            detector.share(fleet)
 
     def enabled(self) -> list[Detector]:
         """The components switched on."""
@@ -161,19 +187,43 @@ class EnsembleDetector(ParamsMixin):
         self._check_params()
         verdict = self.anomaly_threshold
         limit = verdict if threshold is None else threshold
+        enabled = self.enabled()
+        for device_type, cols in batches.items():  # rows and rounds once, before any thread
+            cols.locate(self._fleet.index(device_type))
+        models = [d for d in enabled if isinstance(d, FleetModelDetector)]
+        pending = None
+        if models and sum(len(c) for c in batches.values()) >= PARALLEL_MIN:
+            pending = worker().submit(_run, models, batches, limit, learn)
+            enabled = [d for d in enabled if d not in models]
+        findings = _run(enabled, batches, limit, learn)
+        if pending is not None:
+            findings += pending.result()
         best: dict[tuple[str, int], Finding] = {}
         top: dict[tuple[str, int], float] = {}
-        for detector in self.enabled():
-            for f in detector.detect(batches, limit, learn):
-                key = (f.device_id, f.seq)
-                held = best.get(key)
-                if held is None:
-                    best[key], top[key] = f, f.score
-                    continue
-                top[key] = max(top[key], f.score)
-                if _preference(f, verdict) < _preference(held, verdict):
-                    best[key] = f
+        for f in findings:
+            key = (f.device_id, f.seq)
+            held = best.get(key)
+            if held is None:
+                best[key], top[key] = f, f.score
+                continue
+            top[key] = max(top[key], f.score)
+            if _preference(f, verdict) < _preference(held, verdict):
+                best[key] = f
         return [_with_score(f, top[key]) for key, f in best.items()]
+
+    def silent_findings(self, now: datetime) -> list[Finding]:
+        """Dropout findings for devices silent at ``now`` for at least ``min_missing`` (2) of their
+        usual intervals beyond one reading in flight; each silence is reported once.
+
+        The readings' own path can only see a silence when the device speaks again, so a live
+        pipeline calls this periodically (every few seconds, with the data time it has reached)
+        to learn of devices that are still silent. Empty while the dropout component is off.
+        """
+        if not self.use_dropout:
+            return []
+        dropout = self.components["dropout"]
+        assert isinstance(dropout, DropoutDetector)
+        return dropout.silent_devices(now, once=True)
 
     def score_one(self, reading: Reading) -> float:
         """River-style: the combined score of one reading, without learning it."""
@@ -190,6 +240,12 @@ class EnsembleDetector(ParamsMixin):
             wait = getattr(detector, "wait", None)
             if wait is not None:
                 wait()
+
+
+def _run(
+    detectors: list[Detector], batches: dict[str, Columns], limit: float, learn: bool
+) -> list[Finding]:
+    return [f for d in detectors for f in d.detect(batches, limit, learn)]
 
 
 def _preference(f: Finding, limit: float) -> tuple[bool, int, float]:

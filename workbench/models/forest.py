@@ -4,11 +4,13 @@ Features are each reading's per-device standardised residuals (against an EWMA o
 one model serves a whole device type however different its devices' levels are. Every
 ``model_update_interval`` readings of a type a new model is fitted on the last ``train_size``
 feature rows in a worker thread while the stream goes on being scored by the current one; the new
-model replaces it when ready. Scoring is one vectorised call per batch and device type.
+model replaces it when ready. Scoring is one vectorised call per batch and device type (small
+batches walk all trees at once in numpy: :class:`FlatForest`).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,22 +20,18 @@ import numpy as np
 from sklearn.ensemble import IsolationForest
 
 from workbench.models.base import Finding, check_range
-from workbench.models.statistical import (
-    BASE_SCORE,
-    MAX_DEVICES,
-    SIGNALS,
-    Columns,
-    Detector,
-    EwmaState,
-    Field,
-    Scores,
-    calibrate,
-    rounds,
-)
+from workbench.models.batch import SIGNALS, Columns
+from workbench.models.detector import BASE_SCORE, MAX_DEVICES, Detector, Scores, calibrate
+from workbench.models.state import Field
+from workbench.models.statistical import EwmaState
 
 _executor: ThreadPoolExecutor | None = None
+_rest_until = 0.0
+"""Monotonic time before which no background refit starts, for any model (caps the trainer)."""
 TRAINER_SHARE = 0.2
-"""Largest share of a CPU core background refits may take."""
+"""Largest share of a CPU core background refits may take, all models together."""
+FLAT_ROWS = 2000
+"""Batches up to this many rows are scored by :class:`FlatForest`, larger ones by scikit-learn."""
 FEATURE_CLIP = 100.0
 """Residuals are clipped to ±this many spreads (beyond it, more is not more informative)."""
 
@@ -64,8 +62,6 @@ class TypeModel:
     rows: np.ndarray
     stored: int = 0
     since_fit: int = 0
-    rest_until: float = 0.0
-    """Monotonic time before which no background refit starts (caps the trainer's CPU share)."""
     fitted: Fitted | None = None
     pending: Future | None = field(default=None, repr=False)
 
@@ -139,13 +135,13 @@ class FleetModelDetector(Detector):
         limit = self.threshold if threshold is None else threshold
         out: list[Finding] = []
         for device_type, cols in batches.items():
-            table, model = self._table(device_type), self._model(device_type)
-            x = cols.values[:, cols.metric_columns(SIGNALS[device_type])]
+            table, rows, order = self._locate(cols)
+            model = self._model(device_type)
+            x = cols.signals
             features = np.zeros_like(x)
             mean, sd = np.zeros_like(x), np.zeros_like(x)
             ready = np.zeros(len(cols), dtype=bool)
-            rows = table.rows(cols.ids)
-            for sel in rounds(rows):
+            for sel in order:
                 r = rows[sel]
                 mean[sel], sd[sel], z = EwmaState.residuals(table, r, x[sel], device_type)
                 features[sel] = np.clip(z, -FEATURE_CLIP, FEATURE_CLIP)
@@ -174,6 +170,7 @@ class FleetModelDetector(Detector):
 
     def _keep(self, model: TypeModel, features: np.ndarray) -> None:
         """Add feature rows to the training window; start a refit when one is due."""
+        global _rest_until
         size = len(model.rows)
         for chunk in np.array_split(features, max(1, -(-len(features) // size))):
             at = (model.stored + np.arange(len(chunk))) % size
@@ -188,17 +185,20 @@ class FleetModelDetector(Detector):
             model.since_fit = 0
             if not self.background:
                 model.fitted = self._fit(data)
-            elif time.monotonic() >= model.rest_until:
-                model.pending = trainer().submit(self._timed_fit, model, data)
+            elif model.fitted is None or time.monotonic() >= _rest_until:  # first fits at once
+                _rest_until = math.inf  # then one refit at a time, all models together
+                model.pending = trainer().submit(self._timed_fit, data)
 
-    def _timed_fit(self, model: TypeModel, data: np.ndarray) -> Fitted:
+    def _timed_fit(self, data: np.ndarray) -> Fitted:
         """Fit, then rest so that refits take at most TRAINER_SHARE of a core however fast the
         stream is (at 50,000 readings/s a refit every 1,000 readings could not keep up)."""
+        global _rest_until
         began = time.monotonic()
-        fitted = self._fit(data)
-        done = time.monotonic()
-        model.rest_until = done + (done - began) * (1.0 / TRAINER_SHARE - 1.0)
-        return fitted
+        try:
+            return self._fit(data)
+        finally:
+            done = time.monotonic()
+            _rest_until = done + (done - began) * (1.0 / TRAINER_SHARE - 1.0)
 
     def wait(self) -> None:
         """Block until refits in progress are in use (tests, benchmarks)."""
@@ -244,7 +244,63 @@ class ForestDetector(FleetModelDetector):
         ).fit(rows)
         raw = -model.score_samples(rows)
         centre = float(np.median(raw))
-        return Fitted(model, centre, max(float(np.quantile(raw, 0.999)) - centre, 1e-3))
+        return Fitted(
+            (model, FlatForest(model)), centre, max(float(np.quantile(raw, 0.999)) - centre, 1e-3)
+        )
 
     def _raw_scores(self, fitted: Fitted, features: np.ndarray) -> np.ndarray:
-        return -fitted.model.score_samples(features)
+        model, flat = fitted.model
+        if len(features) <= FLAT_ROWS:
+            return flat.score(features)
+        return -model.score_samples(features)
+
+
+def path_length(n: np.ndarray | float) -> np.ndarray:
+    """Average path length of an unsuccessful search in a binary search tree of ``n`` points."""
+    n = np.asarray(n, dtype=np.float64)
+    safe = np.maximum(n, 3.0)
+    c = 2.0 * (np.log(safe - 1.0) + np.euler_gamma) - 2.0 * (safe - 1.0) / safe
+    return np.where(n <= 1, 0.0, np.where(n == 2, 1.0, c))
+
+
+class FlatForest:
+    """A fitted Isolation Forest's trees as flat arrays, walked together by numpy.
+
+    Gives exactly ``-score_samples`` without scikit-learn's per-tree calls, which dominate the
+    cost of small batches (scikit-learn is faster on large ones: see ``FLAT_ROWS``).
+    """
+
+    def __init__(self, model: IsolationForest) -> None:
+        features, thresholds, children, values, roots = [], [], [], [], []
+        offset, self.depth = 0, 0
+        for tree, used in zip(model.estimators_, model.estimators_features_, strict=True):
+            t = tree.tree_
+            leaf = t.children_left < 0
+            depth = t.compute_node_depths()
+            here = offset + np.arange(t.node_count)
+            self.depth = max(self.depth, int(depth.max()))
+            features.append(np.where(leaf, 0, np.asarray(used)[np.maximum(t.feature, 0)]))
+            thresholds.append(np.where(leaf, np.inf, t.threshold))  # a leaf loops on itself
+            left = np.where(leaf, here, offset + t.children_left)
+            right = np.where(leaf, here, offset + t.children_right)
+            children.append(np.stack([left, right], axis=1).ravel())
+            values.append(np.where(leaf, depth + path_length(t.n_node_samples) - 1.0, 0.0))
+            roots.append(offset)
+            offset += t.node_count
+        self.feature = np.concatenate(features).astype(np.intp)
+        self.threshold = np.concatenate(thresholds)
+        self.children = np.concatenate(children).astype(np.intp)
+        self.value = np.concatenate(values)
+        self.roots = np.array(roots, dtype=np.intp)
+        self.norm = len(roots) * float(path_length(model.max_samples_))
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        """``2 ** -(mean path length / c(max_samples))`` per row (``-score_samples``)."""
+        flat = x.astype(np.float32).astype(np.float64).ravel()  # trees compare float32 inputs
+        n, width = x.shape
+        node = np.repeat(self.roots[None], n, axis=0)
+        base = (np.arange(n) * width)[:, None]
+        for _ in range(self.depth):
+            right = flat[base + self.feature[node]] > self.threshold[node]
+            node = self.children[2 * node + right]
+        return 2.0 ** (-self.value[node].sum(axis=1) / self.norm)

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from workbench.models.base import Finding, ParamsMixin
+from workbench.models.batch import columnar
+from workbench.models.detector import BASE_SCORE, MAX_DEVICES
 from workbench.models.ensemble import EnsembleDetector
-from workbench.models.statistical import BASE_SCORE, MAX_DEVICES, columnar
 from workbench.schema import UNITS, Reading
 
 

@@ -13,28 +13,13 @@ from datetime import datetime
 import numpy as np
 
 from workbench.models.base import Finding, check_range
-from workbench.models.statistical import (
-    BASE_SCORE,
-    MAX_DEVICES,
-    SIGNALS,
-    Columns,
-    Detector,
-    DeviceTable,
-    Field,
-    Scores,
-    calibrate,
-    pick,
-    robust_fields,
-    robust_learn,
-    robust_reference,
-)
+from workbench.models.batch import SIGNALS, Columns
+from workbench.models.detector import BASE_SCORE, MAX_DEVICES, Detector, Scores, calibrate, pick
+from workbench.models.state import DeviceTable, Field
+from workbench.models.statistical import robust_fields, robust_learn, robust_reference
 from workbench.schema import METRICS
 
 EARTH_RADIUS_KM = 6371.0
-
-
-def _signals(cols: Columns) -> np.ndarray:
-    return cols.values[:, cols.metric_columns(SIGNALS[cols.device_type])]
 
 
 class StuckDetector(Detector):
@@ -77,7 +62,7 @@ class StuckDetector(Detector):
     def _round(
         self, table: DeviceTable, rows: np.ndarray, cols: Columns, sel: np.ndarray, learn: bool
     ) -> Scores:
-        x = _signals(cols)[sel]
+        x = cols.signals[sel]
         same = x == table["last"][rows]
         run = np.where(same, table["run"][rows] + 1, 1)
         n = table["n"][rows]
@@ -126,6 +111,7 @@ class DropoutDetector(Detector):
             "seq": ((), -1, np.int64),
             "ts": ((), np.nan, np.float64),
             "interval": ((), np.nan, np.float64),
+            "told": ((), np.nan, np.float64),
         }
 
     def _metric_names(self, device_type: str) -> Sequence[str | None]:
@@ -154,24 +140,30 @@ class DropoutDetector(Detector):
         metric = np.full(len(sel), -1)
         return Scores(score, metric, missing.astype(np.float64), zero, zero, self.kind)
 
-    def silent_devices(self, now: datetime) -> list[Finding]:
-        """Devices silent for at least ``min_missing`` usual intervals by ``now`` (not consumed)."""
+    def silent_devices(self, now: datetime, once: bool = False) -> list[Finding]:
+        """Devices silent by ``now`` for at least ``min_missing`` readings beyond one in flight.
+
+        With ``once``, each silence is reported at the first call that sees it and not again
+        until the device has spoken; otherwise every call reports every silent device.
+        """
         self._check_params()
         at = now.timestamp()
         out = []
         for device_type, table in getattr(self, "_tables", {}).items():
-            size = len(table.ids)
+            index = self.fleet.index(device_type)
+            size = min(len(table.born), index.allocated)
+            current = (table.born[:size] == index.born[:size]) & (table.born[:size] > 0)
             with np.errstate(invalid="ignore"):
-                missing = np.floor((at - table["ts"][:size]) / table["interval"][:size])
-            silent = np.flatnonzero(np.nan_to_num(missing) >= self.min_missing)
-            for row in silent.tolist():
-                device_id = table.ids[row]
-                if device_id is None:
-                    continue
+                missing = np.floor((at - table["ts"][:size]) / table["interval"][:size]) - 1.0
+            silent = current & (np.nan_to_num(missing) >= self.min_missing)
+            if once:
+                silent &= table["told"][:size] != table["ts"][:size]
+                table["told"][:size][silent] = table["ts"][:size][silent]
+            for row in np.flatnonzero(silent).tolist():
                 m = float(missing[row])
                 out.append(
                     Finding(
-                        device_id=device_id,
+                        device_id=str(index.ids[row]),
                         device_type=device_type,
                         kind=self.kind,
                         metric=None,
@@ -241,8 +233,8 @@ class ShiftDetector(Detector):
     def _round(
         self, table: DeviceTable, rows: np.ndarray, cols: Columns, sel: np.ndarray, learn: bool
     ) -> Scores:
-        x = _signals(cols)[sel]
-        med, scale, ready = robust_reference(table, rows, x, self, cols.device_type)
+        x = cols.signals[sel]
+        med, scale, _, ready = robust_reference(table, rows, x, self, cols.device_type, False)
         recent = np.concatenate([table["recent"][rows][..., 1:], x[..., None]], axis=2)
         z = (recent - med[..., None]) / scale[..., None]  # (devices, metrics, keep), oldest first
         last = z[..., -self.short :]
@@ -317,7 +309,7 @@ class NoiseBurstDetector(Detector):
     def _round(
         self, table: DeviceTable, rows: np.ndarray, cols: Columns, sel: np.ndarray, learn: bool
     ) -> Scores:
-        x = _signals(cols)[sel]
+        x = cols.signals[sel]
         step = np.nan_to_num(x - table["last"][rows])
         typical = table["typical"][rows]
         floor = np.array([_STEP_FLOOR[m] for m in SIGNALS[cols.device_type]])

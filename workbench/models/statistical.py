@@ -1,33 +1,24 @@
-"""Per-device statistics: the columnar batch and bounded device state every detector builds on,
-and the robust z-score (median/MAD) and EWMA detectors.
-
-A batch of readings is split by device type into numpy columns once. Each detector keeps its
-per-device state in :class:`DeviceTable` rows (capped; least recently seen devices are evicted),
-and scores then learns a batch in *rounds*: round k holds every device's k-th reading of the batch,
-so within a round devices are distinct and everything is vectorised, yet each reading is scored
-against exactly the state its predecessors left — as if the readings came one by one.
-"""
+"""Per-device statistics: the robust baseline (median/MAD of recent readings, with a fleet prior
+for young devices), the EWMA state, and the robust z-score and EWMA detectors built on them."""
 
 from __future__ import annotations
 
-import math
-import operator
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
-from workbench.models.base import Finding, ParamsMixin, check_range
-from workbench.schema import METRICS, Reading
+from workbench.models.base import check_range
+from workbench.models.batch import SIGNALS, Columns
+from workbench.models.detector import (
+    BASE_SCORE,
+    MAX_DEVICES,
+    Detector,
+    Scores,
+    calibrate,
+    pick,
+)
+from workbench.models.state import DeviceTable, Field
 
-BASE_SCORE = 0.1
-"""The score a detector gives a reading exactly at its own trigger level (the default threshold)."""
-SIGNALS: dict[str, tuple[str, ...]] = {
-    t: tuple(m for m in metrics if m not in ("energy", "battery")) for t, metrics in METRICS.items()
-}
-"""Metrics scored per device type: the energy register only grows and battery charge only drains,
-so neither has a level to deviate from (energy is checked by the energy-surge detector)."""
 SCALE_FLOOR: dict[str, float] = {
     "temperature": 0.03,
     "humidity": 0.15,
@@ -42,320 +33,14 @@ RELATIVE_FLOOR = 0.005
 MAD_TO_SIGMA = 1.4826
 YOUNG = 5.0
 """A spread estimated from n values is widened by (1 + YOUNG/n): few values, less certainty."""
-MAX_DEVICES = 100_000
-DEVICE_LIMIT = 10_000_000
-
-
-def calibrate(ratio: np.ndarray) -> np.ndarray:
-    """Map 'how many times the trigger level' (≥ 0) to a score in [0, 1): 1 → BASE_SCORE."""
-    return 1.0 - (1.0 - BASE_SCORE) ** np.maximum(ratio, 0.0)
-
-
-@dataclass(slots=True)
-class Columns:
-    """The readings of one device type in a batch, as arrays (one row per reading)."""
-
-    device_type: str
-    readings: list[Reading]
-    ids: list[str]
-    ts: np.ndarray
-    """Epoch seconds."""
-    seq: np.ndarray
-    lat: np.ndarray
-    lon: np.ndarray
-    values: np.ndarray
-    """(readings, metrics) in ``METRICS[device_type]`` order."""
-
-    def __len__(self) -> int:
-        return len(self.readings)
-
-    def metric_columns(self, names: Sequence[str]) -> list[int]:
-        """Column indices of ``names`` in :attr:`values`."""
-        order = METRICS[self.device_type]
-        return [order.index(n) for n in names]
-
-
-_COMMON = operator.attrgetter("seq", "lat", "lon")
-_GETTERS = {t: operator.attrgetter(*m) for t, m in METRICS.items()}
-
-
-def columnar(readings: Sequence[Reading]) -> dict[str, Columns]:
-    """Split a batch by device type into numpy columns (done once, shared by all detectors)."""
-    groups: dict[str, list[Reading]] = {}
-    for r in readings:
-        tag = r.__struct_config__.tag
-        group = groups.get(tag)
-        if group is None:
-            groups[tag] = group = []
-        group.append(r)
-    out = {}
-    for tag, rs in groups.items():
-        common = np.array([_COMMON(r) for r in rs], dtype=np.float64).reshape(-1, 3)
-        getter = _GETTERS[tag]
-        values = np.array([getter(r) for r in rs], dtype=np.float64).reshape(len(rs), -1)
-        out[tag] = Columns(
-            device_type=tag,
-            readings=rs,
-            ids=[r.device_id for r in rs],
-            ts=np.array([r.ts.timestamp() for r in rs]),
-            seq=common[:, 0].astype(np.int64),
-            lat=common[:, 1],
-            lon=common[:, 2],
-            values=values,
-        )
-    return out
-
-
-def rounds(rows: np.ndarray) -> Iterator[np.ndarray]:
-    """Positions of each device's 1st, 2nd, … reading in the batch (devices distinct per round)."""
-    n = len(rows)
-    if n == 0:
-        return
-    order = np.argsort(rows, kind="stable")
-    ordered = rows[order]
-    first = np.ones(n, dtype=bool)
-    first[1:] = ordered[1:] != ordered[:-1]
-    starts = np.maximum.accumulate(np.where(first, np.arange(n), 0))
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n) - starts
-    top = int(rank.max())
-    if top == 0:
-        yield np.arange(n)
-        return
-    by_rank = np.argsort(rank, kind="stable")
-    bounds = np.searchsorted(rank[by_rank], np.arange(top + 2))
-    for k in range(top + 1):
-        yield by_rank[bounds[k] : bounds[k + 1]]
-
-
-Field = tuple[tuple[int, ...], float, Any]
-"""A per-device state array: (shape per device, initial value, dtype)."""
-
-
-class DeviceTable:
-    """Per-device numpy state for at most ``capacity`` devices; the least recently seen go first.
-
-    Arrays grow by doubling up to the cap, so memory follows the fleet actually seen and never
-    exceeds ``capacity`` rows whatever the run length.
-    """
-
-    def __init__(self, capacity: int, fields: dict[str, Field]) -> None:
-        self.capacity = capacity
-        self.fields = fields
-        self.row_of: dict[str, int] = {}
-        self.ids: list[str | None] = []
-        self.arrays = {
-            name: np.full((0, *shape), fill, dtype=dtype)
-            for name, (shape, fill, dtype) in fields.items()
-        }
-        self._seen = np.zeros(0, dtype=np.int64)
-        self._clock = 0
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return self.arrays[name]
-
-    def __len__(self) -> int:
-        return len(self.row_of)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the state arrays."""
-        return sum(a.nbytes for a in self.arrays.values()) + self._seen.nbytes
-
-    def rows(self, ids: Sequence[str]) -> np.ndarray:
-        """Row of each device id, new devices getting fresh (reset) rows."""
-        self._clock += 1
-        get = self.row_of.get
-        rows = np.fromiter((get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
-        missing = rows < 0
-        self._seen[rows[~missing]] = self._clock  # so that making room never evicts them
-        if missing.any():
-            new_ids = list(
-                dict.fromkeys(i for i, m in zip(ids, missing.tolist(), strict=True) if m)
-            )
-            fresh = self._allocate(len(new_ids))
-            for device_id, row in zip(new_ids, fresh.tolist(), strict=True):
-                old = self.ids[row]
-                if old is not None:
-                    self.row_of.pop(old, None)
-                self.ids[row] = device_id
-                self.row_of[device_id] = row
-            self._reset(fresh)
-            given = dict(zip(new_ids, fresh.tolist(), strict=True))
-            rows[missing] = [given[i] for i, m in zip(ids, missing, strict=True) if m]
-        self._seen[rows] = self._clock
-        return rows
-
-    def _allocate(self, k: int) -> np.ndarray:
-        """``k`` rows for new devices: unused ones first, then the least recently seen."""
-        size = len(self.ids)
-        free = max(0, min(k, self.capacity - size))
-        if free:
-            self._grow(size + free)
-        taken = np.arange(size, size + free)
-        need = k - free
-        if need > 0:  # more new devices in one batch than the cap: overflow shares rows
-            oldest = np.argpartition(self._seen[:size], min(need, size) - 1)[:need]
-            taken = np.concatenate([taken, np.resize(oldest, need)])
-        return taken
-
-    def _grow(self, size: int) -> None:
-        allocated = len(self._seen)
-        if size > allocated:
-            new = min(self.capacity, max(size, 2 * allocated, 64))
-            for name, (shape, fill, dtype) in self.fields.items():
-                grown = np.full((new, *shape), fill, dtype=dtype)
-                grown[:allocated] = self.arrays[name]
-                self.arrays[name] = grown
-            seen = np.zeros(new, dtype=np.int64)
-            seen[:allocated] = self._seen
-            self._seen = seen
-        self.ids.extend([None] * (size - len(self.ids)))
-
-    def _reset(self, rows: np.ndarray) -> None:
-        for name, (_shape, fill, _dtype) in self.fields.items():
-            self.arrays[name][rows] = fill
-
-
-@dataclass(slots=True)
-class Scores:
-    """One round's verdicts, one entry per reading: what a detector hands back to be reported."""
-
-    score: np.ndarray
-    metric: np.ndarray
-    """Index into the detector's metric names for the reading's device type (-1: none)."""
-    observed: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
-    kind: np.ndarray | str
-
-
-class Detector(ParamsMixin):
-    """Base of all detectors: per-type state tables, rounds, findings above the threshold."""
-
-    kind: ClassVar[str] = "outlier"
-    name: ClassVar[str] = "detector"
-    threshold: float
-    max_devices: int
-
-    def __init__(self, threshold: float = BASE_SCORE, max_devices: int = MAX_DEVICES) -> None:
-        self.threshold = threshold
-        self.max_devices = max_devices
-
-    def _check_params(self) -> None:
-        check_range("threshold", self.threshold, 0.0, 1.0)
-        check_range("max_devices", self.max_devices, 1, DEVICE_LIMIT, integer=True)
-
-    def _params_changed(self, names: set[str]) -> None:
-        if names & self._structural():
-            self.reset()
-
-    def _structural(self) -> set[str]:
-        """Parameters whose change invalidates the kept state (window shapes, the cap)."""
-        return {"max_devices"}
-
-    def reset(self) -> None:
-        """Forget every device."""
-        self._tables: dict[str, DeviceTable] = {}
-
-    def _table(self, device_type: str) -> DeviceTable:
-        tables = getattr(self, "_tables", None)
-        if tables is None:
-            self.reset()
-            tables = self._tables
-        table = tables.get(device_type)
-        if table is None:
-            tables[device_type] = table = DeviceTable(self.max_devices, self._fields(device_type))
-        return table
-
-    @property
-    def state_bytes(self) -> int:
-        """Bytes of per-device state held now (bounded by ``max_devices``)."""
-        return sum(t.nbytes for t in getattr(self, "_tables", {}).values())
-
-    @property
-    def devices_tracked(self) -> int:
-        """Devices with state now, over all device types."""
-        return sum(len(t) for t in getattr(self, "_tables", {}).values())
-
-    # -- what each detector defines -------------------------------------------------------------
-    def _fields(self, device_type: str) -> dict[str, Field]:
-        raise NotImplementedError
-
-    def _metric_names(self, device_type: str) -> Sequence[str | None]:
-        return SIGNALS[device_type]
-
-    def _round(
-        self, table: DeviceTable, rows: np.ndarray, cols: Columns, sel: np.ndarray, learn: bool
-    ) -> Scores:
-        """Score readings ``sel`` of ``cols`` (distinct devices at ``rows``), then learn them."""
-        raise NotImplementedError
-
-    # -- the public API ----------------------------------------------------------------------
-    def process_batch(self, readings: Sequence[Reading]) -> list[Finding]:
-        """Score then learn a batch; findings for readings scoring at least ``threshold``."""
-        return self.detect(columnar(readings))
-
-    def score_one(self, reading: Reading) -> float:
-        """River-style: this reading's score without learning it."""
-        return max((f.score for f in self.detect(columnar([reading]), 0.0, learn=False)), default=0)
-
-    def learn_one(self, reading: Reading) -> None:
-        """River-style: update the device's state with this reading, without scoring."""
-        self.detect(columnar([reading]), math.inf)
-
-    def detect(
-        self, batches: dict[str, Columns], threshold: float | None = None, learn: bool = True
-    ) -> list[Finding]:
-        """Findings for columnar batches (shared by the ensemble), at ``threshold`` or our own."""
-        self._check_params()
-        limit = self.threshold if threshold is None else threshold
-        out: list[Finding] = []
-        for device_type, cols in batches.items():
-            table = self._table(device_type)
-            rows = table.rows(cols.ids)
-            names = self._metric_names(device_type)
-            for sel in rounds(rows):
-                s = self._round(table, rows[sel], cols, sel, learn)
-                hits = np.flatnonzero(s.score >= limit)
-                if hits.size:
-                    out.extend(self._findings(cols, sel, s, hits, names))
-        return out
-
-    def _findings(
-        self,
-        cols: Columns,
-        sel: np.ndarray,
-        s: Scores,
-        hits: np.ndarray,
-        names: Sequence[str | None],
-    ) -> Iterator[Finding]:
-        kinds = [s.kind] * len(hits) if isinstance(s.kind, str) else s.kind[hits].tolist()
-        for h, kind in zip(hits.tolist(), kinds, strict=True):
-            reading = cols.readings[sel[h]]
-            metric = int(s.metric[h])
-            yield Finding(
-                device_id=reading.device_id,
-                device_type=cols.device_type,
-                kind=kind,
-                metric=names[metric] if metric >= 0 else None,
-                score=float(s.score[h]),
-                ts=reading.ts,
-                seq=reading.seq,
-                observed=_number(s.observed[h]),
-                expected_low=_number(s.low[h]),
-                expected_high=_number(s.high[h]),
-                detector=self.name,
-            )
-
-
-def _number(x: float) -> float | None:
-    return None if math.isnan(x) else float(x)
-
-
-def pick(values: np.ndarray, best: np.ndarray) -> np.ndarray:
-    """Row-wise ``values[i, best[i]]``."""
-    return values[np.arange(len(best)), best]
+PRIOR_HISTORY = 5
+"""Readings a device needs before its spread counts towards its device type's prior."""
+PRIOR_DEVICES = 10
+"""Devices of a type needed (each with ``PRIOR_HISTORY`` readings) before the prior is used."""
+PRIOR_QUANTILE = 0.75
+"""The prior spread is this quantile of the fleet's spreads (most devices are no noisier)."""
+PRIOR_READY = 3
+"""Readings a young device needs (a median of three resists one odd value) to be scored."""
 
 
 def scale_floor(device_type: str) -> np.ndarray:
@@ -369,6 +54,8 @@ class RobustZDetector(Detector):
     The window learns winsorised values (clipped to ±``clip`` spreads), so an anomaly does not drag
     the median or inflate the spread while it lasts; median and MAD are recomputed every
     ``refresh`` readings of a device (the costly part), more often while the window fills.
+    With ``prior``, a device younger than ``min_history`` readings is already scored (from its
+    third reading), its spread taken to be at least its device type's typical one.
     """
 
     kind = "spike"
@@ -382,6 +69,7 @@ class RobustZDetector(Detector):
         min_history: int = 20,
         refresh: int = 10,
         clip: float = 3.0,
+        prior: bool = True,
         max_devices: int = MAX_DEVICES,
     ) -> None:
         self.window_size = window_size
@@ -390,6 +78,7 @@ class RobustZDetector(Detector):
         self.min_history = min_history
         self.refresh = refresh
         self.clip = clip
+        self.prior = prior
         self.max_devices = max_devices
 
     def _check_params(self) -> None:
@@ -399,6 +88,8 @@ class RobustZDetector(Detector):
         check_range("min_history", self.min_history, 3, self.window_size, integer=True)
         check_range("refresh", self.refresh, 1, self.window_size, integer=True)
         check_range("clip", self.clip, 1.0, 100.0)
+        if not isinstance(self.prior, bool):
+            raise ValueError(f"prior={self.prior!r}: it must be True or False")
 
     def _structural(self) -> set[str]:
         return {"max_devices", "window_size"}
@@ -410,12 +101,14 @@ class RobustZDetector(Detector):
     def _round(
         self, table: DeviceTable, rows: np.ndarray, cols: Columns, sel: np.ndarray, learn: bool
     ) -> Scores:
-        x = cols.values[np.ix_(sel, cols.metric_columns(SIGNALS[cols.device_type]))]
-        med, scale, ready = robust_reference(table, rows, x, self, cols.device_type)
+        x = cols.signals[sel]
+        med, scale, scored, ready = robust_reference(
+            table, rows, x, self, cols.device_type, self.prior
+        )
         z = np.abs(x - med) / scale
         best = np.argmax(z, axis=1)
         zb = pick(z, best)
-        score = np.where(ready, calibrate(zb / self.z_threshold), 0.0)
+        score = np.where(scored, calibrate(zb / self.z_threshold), 0.0)
         if learn:
             robust_learn(table, rows, x, med, scale, ready, self.clip)
         reach = self.z_threshold * pick(scale, best)
@@ -435,24 +128,48 @@ def robust_fields(metrics: int, window: int) -> dict[str, Field]:
     }
 
 
+def middle(values: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Median of the first ``count`` values along the last axis once sorted (NaN sort last)."""
+    s = np.sort(values, axis=-1)
+    low = np.take_along_axis(s, ((count - 1) // 2)[..., None], axis=-1)[..., 0]
+    high = np.take_along_axis(s, (count // 2)[..., None], axis=-1)[..., 0]
+    return (low.astype(np.float64) + high) / 2.0
+
+
+def fleet_prior(table: DeviceTable) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per metric: (relative?, spread) typical of the device type, None while too few devices.
+
+    A spread is either absolute or relative to the level, whichever varies less across the
+    fleet (noise in watts grows with a device's power; a thermometer's does not with the
+    temperature); the spread is the ``PRIOR_QUANTILE`` of the fleet's spreads in that form.
+    """
+    seasoned = table["n"] >= PRIOR_HISTORY
+    if np.count_nonzero(seasoned) < PRIOR_DEVICES:
+        return None
+    scale = table["scale"][seasoned]
+    forms = np.stack([scale, scale / np.maximum(np.abs(table["med"][seasoned]), 1e-9)])
+    q25, q75 = np.quantile(forms, [0.25, PRIOR_QUANTILE], axis=1)
+    dispersion = (q75 - q25) / np.maximum(q75 + q25, 1e-12)
+    relative = dispersion[1] < dispersion[0]
+    return relative, np.where(relative, q75[1], q75[0])
+
+
 def robust_reference(
-    table: DeviceTable, rows: np.ndarray, x: np.ndarray, p: Any, device_type: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(median, spread, ready) per device row, refreshing stale cached ones first."""
+    table: DeviceTable, rows: np.ndarray, x: np.ndarray, p: Any, device_type: str, prior: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(median, spread, scored, ready) per device row, refreshing stale cached ones first.
+
+    ``ready``: the device has ``min_history`` readings of its own. ``scored``: ready, or (with
+    ``prior``) young but with a few readings, its spread then at least its fleet's prior spread.
+    """
     n, since = table["n"][rows], table["since"][rows]
     due = (n > 0) & (since >= np.minimum(p.refresh, np.maximum(1, n // 4)))
     if due.any():
         refresh_rows = rows[due]
         ring = table["ring"][refresh_rows]
-        full = table["filled"][refresh_rows].min(axis=1) >= p.window_size
-        med = np.empty(ring.shape[:2])
-        mad = np.empty(ring.shape[:2])
-        if full.any():
-            med[full] = np.median(ring[full], axis=2)
-            mad[full] = np.median(np.abs(ring[full] - med[full][..., None]), axis=2)
-        if (~full).any():
-            med[~full] = np.nanmedian(ring[~full], axis=2)
-            mad[~full] = np.nanmedian(np.abs(ring[~full] - med[~full][..., None]), axis=2)
+        count = np.minimum(table["filled"][refresh_rows], p.window_size)
+        med = middle(ring, count)
+        mad = middle(np.abs(ring - med[..., None]), count)
         floor = np.maximum(scale_floor(device_type), RELATIVE_FLOOR * np.abs(med))
         table["med"][refresh_rows] = med
         table["scale"][refresh_rows] = np.maximum(MAD_TO_SIGMA * mad, floor)
@@ -464,7 +181,16 @@ def robust_reference(
     if cold.any():  # a device's first reading: nothing to compare with yet
         med = np.where(cold, x, med)
         scale = np.where(cold, 1.0, scale)
-    return med, scale, ready
+    scored = ready
+    young = ~ready & (n >= PRIOR_READY)
+    if prior and young.any():
+        fleet = fleet_prior(table)
+        if fleet is not None:
+            relative, spread = fleet
+            typical = np.where(relative, spread * np.abs(med), spread)
+            scale = np.where(young[:, None], np.maximum(scale, typical), scale)
+            scored = ready | young
+    return med, scale, scored, ready
 
 
 def robust_learn(
@@ -577,7 +303,7 @@ class EwmaDetector(Detector):
     def _round(
         self, table: DeviceTable, rows: np.ndarray, cols: Columns, sel: np.ndarray, learn: bool
     ) -> Scores:
-        x = cols.values[np.ix_(sel, cols.metric_columns(SIGNALS[cols.device_type]))]
+        x = cols.signals[sel]
         mean, sd, z = EwmaState.residuals(table, rows, x, cols.device_type)
         z = np.abs(z)
         best = np.argmax(z, axis=1)

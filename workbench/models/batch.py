@@ -1,0 +1,115 @@
+"""A batch of readings as numpy columns per device type, and its rounds of distinct devices.
+
+A batch is split by device type into columns once and shared by every detector. Detectors score
+then learn it in *rounds*: round k holds every device's k-th reading of the batch, so within a
+round devices are distinct and everything is vectorised, yet each reading is scored against exactly
+the state its predecessors left — as if the readings came one by one.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from workbench.schema import METRICS, Reading
+
+if TYPE_CHECKING:
+    from workbench.models.state import DeviceIndex
+
+SIGNALS: dict[str, tuple[str, ...]] = {
+    t: tuple(m for m in metrics if m not in ("energy", "battery")) for t, metrics in METRICS.items()
+}
+"""Metrics scored per device type: the energy register only grows and battery charge only drains,
+so neither has a level to deviate from (energy is checked by the energy-surge detector)."""
+
+
+@dataclass(slots=True)
+class Columns:
+    """The readings of one device type in a batch, as arrays (one row per reading)."""
+
+    device_type: str
+    readings: list[Reading]
+    ids: list[str]
+    ts: np.ndarray
+    """Epoch seconds."""
+    seq: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    values: np.ndarray
+    """(readings, metrics) in ``METRICS[device_type]`` order."""
+    signals: np.ndarray
+    """The :data:`SIGNALS` columns of :attr:`values`."""
+    _located: tuple[DeviceIndex, np.ndarray, list[np.ndarray]] | None = field(default=None)
+
+    def __len__(self) -> int:
+        return len(self.readings)
+
+    def metric_columns(self, names: Sequence[str]) -> list[int]:
+        """Column indices of ``names`` in :attr:`values`."""
+        order = METRICS[self.device_type]
+        return [order.index(n) for n in names]
+
+    def locate(self, index: DeviceIndex) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(state row of each reading, rounds) in ``index``; computed once per batch and index."""
+        located = self._located
+        if located is None or located[0] is not index:
+            rows = index.rows(self.ids)
+            located = self._located = (index, rows, rounds(rows))
+        return located[1], located[2]
+
+
+_COMMON = operator.attrgetter("seq", "lat", "lon")
+_GETTERS = {t: operator.attrgetter(*m) for t, m in METRICS.items()}
+_SIGNAL_COLUMNS = {t: [m.index(s) for s in SIGNALS[t]] for t, m in METRICS.items()}
+
+
+def columnar(readings: Sequence[Reading]) -> dict[str, Columns]:
+    """Split a batch by device type into numpy columns (done once, shared by all detectors)."""
+    groups: dict[str, list[Reading]] = {}
+    for r in readings:
+        tag = r.__struct_config__.tag
+        group = groups.get(tag)
+        if group is None:
+            groups[tag] = group = []
+        group.append(r)
+    out = {}
+    for tag, rs in groups.items():
+        common = np.array([_COMMON(r) for r in rs], dtype=np.float64).reshape(-1, 3)
+        getter = _GETTERS[tag]
+        values = np.array([getter(r) for r in rs], dtype=np.float64).reshape(len(rs), -1)
+        out[tag] = Columns(
+            device_type=tag,
+            readings=rs,
+            ids=[r.device_id for r in rs],
+            ts=np.array([r.ts.timestamp() for r in rs]),
+            seq=common[:, 0].astype(np.int64),
+            lat=common[:, 1],
+            lon=common[:, 2],
+            values=values,
+            signals=values[:, _SIGNAL_COLUMNS[tag]],
+        )
+    return out
+
+
+def rounds(rows: np.ndarray) -> list[np.ndarray]:
+    """Positions of each device's 1st, 2nd, … reading in the batch (devices distinct per round)."""
+    n = len(rows)
+    if n == 0:
+        return []
+    order = np.argsort(rows, kind="stable")
+    ordered = rows[order]
+    first = np.ones(n, dtype=bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    starts = np.maximum.accumulate(np.where(first, np.arange(n), 0))
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - starts
+    top = int(rank.max())
+    if top == 0:
+        return [np.arange(n)]
+    by_rank = np.argsort(rank, kind="stable")
+    bounds = np.searchsorted(rank[by_rank], np.arange(top + 2))
+    return [by_rank[bounds[k] : bounds[k + 1]] for k in range(top + 1)]
