@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Protocol
 
 from workbench.alerts.manager import AlertManager
@@ -22,9 +23,10 @@ from workbench.streams.validate import ReadingBatch
 
 
 class BatchDetector(Protocol):
-    """Anything that scores then learns a batch of readings."""
+    """Anything that scores then learns a batch of readings, and reports devices gone silent."""
 
     def process_batch(self, readings: list[Reading]) -> list[Finding]: ...
+    def silent_findings(self, now: datetime) -> list[Finding]: ...
 
 
 class DetectionStage:
@@ -47,9 +49,10 @@ class DetectionStage:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="workbench-detect")
 
     def _process(self, readings: list[Reading]) -> list[Alert]:
-        findings = self.detector.process_batch(readings)
+        now = max(r.ts for r in readings)  # data time: a replay behaves the same
+        findings = self.detector.process_batch(readings) + self.detector.silent_findings(now)
         self.findings += len(findings)
-        alerts = self.manager.process(findings, now=max(r.ts for r in readings))
+        alerts = self.manager.process(findings, now=now)
         self.aggregates.update(readings)
         if self.publisher is not None and alerts:
             self.publisher.publish(alerts)
