@@ -38,6 +38,7 @@ def batch_of(values: list[bytes | None]) -> RecordBatch:
         values=values,
         timestamps_ms=[1000 + i for i in range(len(values))],
         next_offsets={0: len(values)},
+        runs=[(0, 0)],
         locate=lambda i: (0, 100 + i, f"k{i}".encode()),
     )
 
@@ -139,3 +140,20 @@ def test_a_bad_device_id_is_refused_even_after_good_ones_were_seen() -> None:
     out = validator(batch_of([good, bad, good, bad]))
     assert [r.device_id for r in out.readings] == ["dev-1", "dev-1"]
     assert [r.offset for r in out.rejected] == [101, 103]
+
+
+def test_each_partitions_latest_valid_reading_time_is_reported() -> None:
+    values = [
+        encode(thermostat(ts=(NOW - timedelta(seconds=30)).isoformat())),
+        encode(thermostat(ts=(NOW - timedelta(seconds=20)).isoformat())),
+        b"broken",  # the last record of partition 3 is refused: the one before counts
+        encode(thermostat(ts=(NOW - timedelta(seconds=50)).isoformat())),
+        encode(thermostat(ts=(NOW - timedelta(seconds=40)).isoformat())),
+    ]
+    batch = batch_of(values)
+    batch.runs = [(3, 0), (5, 3)]
+    out = ReadingValidator()(batch)
+    assert out.partition_latest == {
+        3: NOW - timedelta(seconds=20),
+        5: NOW - timedelta(seconds=40),
+    }

@@ -31,6 +31,8 @@ class RecordBatch:
     """The records' Kafka timestamps (producer create time), in ms since the epoch."""
     next_offsets: dict[int, int]
     """partition → the offset to commit once this batch is processed (last offset + 1)."""
+    runs: list[tuple[int, int]]
+    """(partition, index of its first record) for each run of records from one partition."""
     locate: Callable[[int], tuple[int, int, bytes | None]] = field(repr=False)
     """index → (partition, offset, key) of one record, for dead-lettering."""
 
@@ -134,24 +136,24 @@ class KafkaPythonConsumer:
             return None
         values: list[bytes | None] = []
         stamps: list[int] = []
-        index: list[tuple[int, int]] = []  # (partition, start index) per partition run
-        runs: dict[int, list] = {}
+        runs: list[tuple[int, int]] = []
+        records_of: dict[int, list] = {}
         next_offsets: dict[int, int] = {}
         for tp, records in polled.items():
-            index.append((tp.partition, len(values)))
-            runs[tp.partition] = records
+            runs.append((tp.partition, len(values)))
+            records_of[tp.partition] = records
             values.extend([r.value for r in records])
             stamps.extend([r.timestamp for r in records])
             next_offsets[tp.partition] = records[-1].offset + 1
 
         def locate(i: int) -> tuple[int, int, bytes | None]:
-            for partition, start in reversed(index):
+            for partition, start in reversed(runs):
                 if i >= start:
-                    record = runs[partition][i - start]
+                    record = records_of[partition][i - start]
                     return partition, record.offset, record.key
             raise IndexError(i)
 
-        return RecordBatch(self._topic, values, stamps, next_offsets, locate)
+        return RecordBatch(self._topic, values, stamps, next_offsets, runs, locate)
 
     def commit(self, offsets: dict[int, int]) -> None:
         from kafka.structs import OffsetAndMetadata
@@ -204,15 +206,21 @@ class ConfluentConsumer:
         values: list[bytes | None] = []
         stamps: list[int] = []
         kept = []
+        runs: list[tuple[int, int]] = []
         next_offsets: dict[int, int] = {}
+        previous = -1
         for m in messages:
             if m.error() is not None:
                 log.warning("Kafka consumer error: %s", m.error())
                 continue
+            partition = m.partition()
+            if partition != previous:
+                runs.append((partition, len(values)))
+                previous = partition
             kept.append(m)
             values.append(m.value())
             stamps.append(m.timestamp()[1])
-            next_offsets[m.partition()] = m.offset() + 1
+            next_offsets[partition] = m.offset() + 1
         if not kept:
             return None
         self._positions.update(next_offsets)
@@ -221,7 +229,7 @@ class ConfluentConsumer:
             m = kept[i]
             return m.partition(), m.offset(), m.key()
 
-        return RecordBatch(self._topic, values, stamps, next_offsets, locate)
+        return RecordBatch(self._topic, values, stamps, next_offsets, runs, locate)
 
     def commit(self, offsets: dict[int, int]) -> None:
         self._consumer.commit(

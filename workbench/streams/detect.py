@@ -48,10 +48,16 @@ class DetectionStage:
         self.findings = 0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="workbench-detect")
 
-    def _process(self, readings: list[Reading]) -> list[Alert]:
-        now = max(r.ts for r in readings)  # data time: a replay behaves the same
-        findings = self.detector.process_batch(readings) + self.detector.silent_findings(now)
+    def _process(self, batch: ReadingBatch) -> list[Alert]:
+        readings = batch.readings
+        findings = self.detector.process_batch(readings)
+        # Silence is judged against the watermark (data time all partitions reached), never
+        # against wall-clock time or the fastest partition: a replay behaves the same, and a
+        # lagging partition does not make its devices look silent.
+        if batch.watermark is not None:
+            findings += self.detector.silent_findings(batch.watermark)
         self.findings += len(findings)
+        now = batch.watermark or max(r.ts for r in readings)
         alerts = self.manager.process(findings, now=now)
         self.aggregates.update(readings)
         if self.publisher is not None and alerts:
@@ -61,7 +67,7 @@ class DetectionStage:
     async def __call__(self, batch: ReadingBatch) -> list[Alert]:
         """Process one batch; returns the alerts it opened, changed or closed."""
         loop = asyncio.get_running_loop()
-        alerts = await loop.run_in_executor(self._executor, self._process, batch.readings)
+        alerts = await loop.run_in_executor(self._executor, self._process, batch)
         for listener in self.listeners:
             listener(alerts)
         return alerts

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any, TypeVar
 
 from streamz import Source, Stream
@@ -97,6 +98,7 @@ class from_kafka_readings(Source):
         self.deadletter_topic = deadletter_topic
         self.metrics = PipelineMetrics()
         self._pending: dict[int, int] = {}
+        self._partition_latest: dict[int, datetime] = {}
         self._last_commit = 0.0
         self._executor: ThreadPoolExecutor | None = None
         self.finished = threading.Event()
@@ -184,6 +186,7 @@ class from_kafka_readings(Source):
             return False
         handled = len(batch)
         dead = len(batch.rejected)
+        batch.watermark = self._advance_watermark(batch.partition_latest)
         if batch.readings:
             try:
                 await asyncio.gather(*self._emit(batch))
@@ -199,6 +202,14 @@ class from_kafka_readings(Source):
             self._pending.update(raw.next_offsets)
         self.metrics.record_batch(handled, dead, batch.timestamps_ms, time.time())
         return True
+
+    def _advance_watermark(self, partition_latest: dict[int, datetime]) -> datetime | None:
+        """The data time every partition seen so far has reached (the slowest one's latest)."""
+        for partition, ts in partition_latest.items():
+            seen = self._partition_latest.get(partition)
+            if seen is None or ts > seen:
+                self._partition_latest[partition] = ts
+        return min(self._partition_latest.values(), default=None)
 
     async def _commit(self, consumer: ConsumerBackend) -> None:
         offsets = dict(self._pending)

@@ -44,6 +44,11 @@ class ReadingBatch:
     """Kafka record timestamp of each reading, ms since the epoch (for end-to-end latency)."""
     rejected: list[Rejected] = field(default_factory=list)
     received_at: float = field(default_factory=time.time)
+    partition_latest: dict[int, datetime] = field(default_factory=dict)
+    """partition → time of its last valid reading in this batch (for the source's watermark)."""
+    watermark: datetime | None = None
+    """Set by the source: data time every partition has reached, so a device quiet before it
+    is really silent rather than on a partition that lags behind."""
 
     def __len__(self) -> int:
         return len(self.readings)
@@ -79,6 +84,7 @@ class ReadingValidator:
         readings: list[Reading] = []
         stamps: list[int] = []
         rejected: list[Rejected] = []
+        refused_at: list[int] = []
         keep = readings.append
         keep_ts = stamps.append
         for i, value in enumerate(batch.values):
@@ -90,20 +96,14 @@ class ReadingValidator:
                     raise _Refused(_time_reason(reading.ts, earliest, latest))
                 if reading.device_id not in known_ids:
                     self._check_new_id(reading.device_id)
-            except msgspec.ValidationError as exc:
-                rejected.append(_reject(batch, i, f"schema: {exc}"))
-            except msgspec.DecodeError as exc:
-                rejected.append(_reject(batch, i, f"malformed JSON: {exc}"))
-            except UnicodeDecodeError as exc:
-                rejected.append(_reject(batch, i, f"invalid UTF-8: {exc}"))
-            except _Refused as exc:
-                rejected.append(_reject(batch, i, str(exc)))
-            except Exception as exc:  # whatever else a hostile payload finds: refuse, don't die
-                rejected.append(_reject(batch, i, f"undecodable: {type(exc).__name__}: {exc}"))
+            except Exception as exc:  # whatever a hostile payload finds: refuse, never die
+                rejected.append(_reject(batch, i, _reason(exc)))
+                refused_at.append(i)
             else:
                 keep(reading)
                 keep_ts(batch.timestamps_ms[i])
-        return ReadingBatch(readings, stamps, rejected, received_at)
+        latest = _partition_latest(batch.runs, len(batch), refused_at, readings)
+        return ReadingBatch(readings, stamps, rejected, received_at, latest)
 
     def _check_new_id(self, device_id: str) -> None:
         if not self._id_ok(device_id):
@@ -112,6 +112,35 @@ class ReadingValidator:
             )
         if len(self._known_ids) < KNOWN_IDS_LIMIT:
             self._known_ids.add(device_id)
+
+
+def _reason(exc: Exception) -> str:
+    """Why a record was refused, in words, from what decoding or checking raised."""
+    if isinstance(exc, msgspec.ValidationError):
+        return f"schema: {exc}"
+    if isinstance(exc, msgspec.DecodeError):
+        return f"malformed JSON: {exc}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"invalid UTF-8: {exc}"
+    if isinstance(exc, _Refused):
+        return str(exc)
+    return f"undecodable: {type(exc).__name__}: {exc}"
+
+
+def _partition_latest(
+    runs: list[tuple[int, int]], n: int, refused_at: list[int], readings: list[Reading]
+) -> dict[int, datetime]:
+    """Each partition's last valid reading time, worked out after the fact (rejects are rare)."""
+    refused = set(refused_at)
+    latest: dict[int, datetime] = {}
+    ends = [start for _, start in runs[1:]] + [n]
+    for (partition, start), end in zip(runs, ends, strict=True):
+        last = next((i for i in range(end - 1, start - 1, -1) if i not in refused), None)
+        if last is None:
+            continue
+        ts = readings[last - sum(1 for r in refused_at if r < last)].ts
+        latest[partition] = max(ts, latest.get(partition, ts))
+    return latest
 
 
 class _Refused(Exception):
