@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 # Short fetch waits keep end-to-end latency low at modest rates; an idle consumer then makes
 # ~50 fetch requests/s, which costs next to nothing.
 FETCH_WAIT_MS = 20
+# A killed worker's partitions move to the others after this long (clients default to 45 s).
+SESSION_TIMEOUT_MS = 10_000
 
 
 @dataclass(slots=True)
@@ -95,6 +97,8 @@ def kafka_python_consumer_config(settings: Settings, options: ConsumerOptions) -
         "fetch_max_wait_ms": FETCH_WAIT_MS,
         "max_partition_fetch_bytes": 4 * 1024 * 1024,
         "reconnect_backoff_max_ms": 2000,
+        "session_timeout_ms": SESSION_TIMEOUT_MS,
+        "heartbeat_interval_ms": SESSION_TIMEOUT_MS // 3,
         **settings.kafka_python_security(),
     }
 
@@ -112,6 +116,8 @@ def confluent_consumer_config(settings: Settings, options: ConsumerOptions) -> d
         # librdkafka's default (1000 ms) pauses fetching whenever processing falls behind.
         "fetch.queue.backoff.ms": 10,
         "reconnect.backoff.max.ms": 2000,
+        "session.timeout.ms": SESSION_TIMEOUT_MS,
+        "heartbeat.interval.ms": SESSION_TIMEOUT_MS // 3,
         "enable.partition.eof": False,
     }
 
