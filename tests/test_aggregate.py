@@ -37,6 +37,7 @@ def test_stats_energy_and_window() -> None:
     snap = agg.snapshot()["smart_meter"]
     assert snap["readings"] == 1 and snap["metrics"]["power"]["min"] == 1000.0
     assert snap["energy_kwh"] == pytest.approx(1.25)  # energy is since start, not windowed
+    assert agg.latest["m-1"].power == 1000 and agg.latest["m-2"].power == 400
 
 
 def test_memory_is_bounded_by_device_cap_and_window() -> None:
@@ -44,4 +45,5 @@ def test_memory_is_bounded_by_device_cap_and_window() -> None:
     for step in range(200):
         agg.update([meter(d + step * 10, step, 100, 1.0 + step) for d in range(10)])
     assert len(agg._energy_first) == 100
+    assert len(agg.latest) == 100
     assert len(agg._buckets["smart_meter"]) <= 12

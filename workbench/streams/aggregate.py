@@ -39,6 +39,8 @@ class RollingAggregates:
         self._energy_first: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._energy_last: dict[str, float] = {}
         self._devices: dict[str, set[str]] = defaultdict(set)
+        self.latest: dict[str, Reading] = {}
+        """device id → its most recent reading (status, map and drill-down views)."""
 
     def update(self, readings: list[Reading]) -> None:
         """Fold a batch in."""
@@ -48,6 +50,10 @@ class RollingAggregates:
         for r in readings:
             by_type[r.device_type].append(r)
         newest = max(r.ts for r in readings)
+        latest = self.latest
+        for r in readings:
+            if r.device_id in latest or len(latest) < self.max_devices:
+                latest[r.device_id] = r
         for device_type, group in by_type.items():
             self._add_bucket(device_type, group)
             self._track_energy(device_type, group)
