@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from workbench.config import (
     TOPIC_ALERTS,
     TOPIC_DEADLETTER,
@@ -41,6 +43,29 @@ def ensure_topics(
         ]
         if missing:
             admin.create_topics(missing, timeout_ms=15_000)
+            _wait_until_served(admin, [t.name for t in missing])
         return [t.name for t in missing]
     finally:
         admin.close()
+
+
+def _wait_until_served(admin: object, names: list[str], timeout_s: float = 15.0) -> None:
+    """Wait until every partition of the new topics has a leader in the broker's metadata.
+
+    A consumer that subscribes before then is assigned nothing and, with kafka-python, looks again
+    only when its metadata expires (minutes later).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described = admin.describe_topics(names)  # type: ignore[attr-defined]
+        ready = len(described) == len(names) and all(
+            t.get("error_code", 0) == 0
+            and t["partitions"]
+            and all(p["leader_id"] >= 0 for p in t["partitions"])
+            for t in described
+        )
+        if ready:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics {', '.join(names)} had no leaders after {timeout_s:.0f} s")
+        time.sleep(0.1)
