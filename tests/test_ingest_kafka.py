@@ -146,9 +146,11 @@ def test_killed_worker_resumes_from_its_last_commit(
     sent = produce_readings(kafka, topics["readings"], devices=20, per_device=250)
     group = f"g-{uuid.uuid4().hex[:6]}"
     handled = tmp_path / "handled.txt"
+    log = tmp_path / "worker.log"
     worker = subprocess.Popen(
         [sys.executable, "-c", KILLED_WORKER, kafka.bootstrap, topics["readings"], group, handled],
         cwd=Path(__file__).resolve().parents[1],
+        stderr=log.open("w"),
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (
@@ -159,7 +161,7 @@ def test_killed_worker_resumes_from_its_last_commit(
     worker.wait()
     before = {tuple(line.split()) for line in handled.read_text().splitlines()}
     before = {(d, int(s)) for d, s in before}
-    assert 1500 <= len(before) < len(sent)
+    assert 1500 <= len(before) < len(sent), log.read_text()[-3000:]
 
     after, _ = asyncio.run(
         consume(

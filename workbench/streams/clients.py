@@ -99,6 +99,9 @@ def kafka_python_consumer_config(settings: Settings, options: ConsumerOptions) -
         "reconnect_backoff_max_ms": 2000,
         "session_timeout_ms": SESSION_TIMEOUT_MS,
         "heartbeat_interval_ms": SESSION_TIMEOUT_MS // 3,
+        # A group assigned before a topic's metadata reached this client gets no partitions
+        # until the metadata is refreshed: do that every 10 s, not every 5 minutes.
+        "metadata_max_age_ms": 10_000,
         **settings.kafka_python_security(),
     }
 
