@@ -137,6 +137,9 @@ class KafkaPythonConsumer:
         if options.partitions is not None:
             self._consumer.assign([TopicPartition(options.topic, p) for p in options.partitions])
         else:
+            # Fetch the topic's metadata before the first poll joins the group: a group leader
+            # without it assigns nobody any partition of the topic.
+            self._consumer.partitions_for_topic(options.topic)
             self._consumer.subscribe([options.topic])
 
     def poll(self, max_records: int, timeout_s: float) -> RecordBatch | None:
