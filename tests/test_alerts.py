@@ -106,6 +106,12 @@ def test_explanation_names_metric_observed_and_expected_with_units() -> None:
     assert alert.explanation == (
         "level shift in temperature on env_sensor-0001: observed 12.50 °C, expected 2.00–6.00 °C"
     )
+    (moved,) = AlertManager().process(
+        [finding(0, 0, kind="location_jump", metric="location", observed=42.0)], now=T0
+    )
+    assert moved.explanation == (
+        "location jump on env_sensor-0001: reported 42.0 km from its usual place"
+    )
     (silence,) = AlertManager().process([finding(0, 0, kind="dropout", metric=None)], now=T0)
     assert "sent nothing" in silence.explanation
 

@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from workbench.alerts.model import Alert, SeverityPolicy, alert_id, explain
+from workbench.alerts.model import Alert, SeverityPolicy, alert_id
 from workbench.models.base import Finding
+from workbench.models.explain import explain
 
 IncidentKey = tuple[str, str | None]
 """(device id, metric): one problem with one sensor is one incident, whatever detectors call it;

@@ -13,7 +13,6 @@ from datetime import datetime
 import msgspec
 
 from workbench.models.base import Finding, check_range
-from workbench.schema import UNITS
 
 SEVERITIES = ("low", "medium", "high")
 
@@ -93,19 +92,3 @@ def alert_id(finding: Finding) -> str:
         )
     )
     return hashlib.blake2b(key.encode(), digest_size=10).hexdigest()
-
-
-def explain(finding: Finding, kind: str | None = None) -> str:
-    """The incident in words: what, which metric, what was seen against what was expected."""
-    what = (kind or finding.kind).replace("_", " ")
-    if finding.metric is None:
-        return f"{what}: {finding.device_id} sent nothing for longer than usual"
-    unit = UNITS.get(finding.metric, "km" if finding.metric == "location" else "")
-    subject = f"{what} in {finding.metric} on {finding.device_id}"
-    if finding.observed is None:
-        return subject
-    observed = f"observed {finding.observed:,.2f} {unit}".rstrip()
-    if finding.expected_low is None or finding.expected_high is None:
-        return f"{subject}: {observed}"
-    expected = f"{finding.expected_low:,.2f}–{finding.expected_high:,.2f} {unit}".rstrip()
-    return f"{subject}: {observed}, expected {expected}"

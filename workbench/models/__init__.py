@@ -5,8 +5,9 @@ from workbench.models.base import Finding
 from workbench.models.batch import columnar
 from workbench.models.density import DensityDetector
 from workbench.models.ensemble import EnsembleDetector
+from workbench.models.explain import explain
 from workbench.models.forest import ForestDetector
-from workbench.models.live import DetectionResult, LiveAnomalyDetector, explain
+from workbench.models.live import DetectionResult, LiveAnomalyDetector
 from workbench.models.novelty import NoveltyDetector
 from workbench.models.patterns import (
     DropoutDetector,

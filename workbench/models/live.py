@@ -9,7 +9,8 @@ from workbench.models.base import Finding, ParamsMixin
 from workbench.models.batch import columnar
 from workbench.models.detector import BASE_SCORE, MAX_DEVICES
 from workbench.models.ensemble import EnsembleDetector
-from workbench.schema import UNITS, Reading
+from workbench.models.explain import explain
+from workbench.schema import Reading
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,33 +56,12 @@ class LiveAnomalyDetector(ParamsMixin):
         finding = findings[0]
         anomalous = finding.score >= self.anomaly_threshold
         return DetectionResult(
-            finding.score, anomalous, explain(finding) if anomalous else "normal", finding
+            finding.score,
+            anomalous,
+            f"{explain(finding)} (score {finding.score:.2f})" if anomalous else "normal",
+            finding,
         )
 
     def process_batch(self, readings: Sequence[Reading]) -> list[Finding]:
         """Score then learn a batch; findings for the anomalous readings."""
         return self.ensemble.process_batch(readings)
-
-
-_KIND_WORDS = {
-    "spike": "sudden spike",
-    "level_shift": "level shift",
-    "drift": "drift",
-    "stuck": "stuck sensor (same value repeated)",
-    "noise_burst": "burst of noise",
-    "energy_surge": "energy surge",
-    "outlier": "unusual reading for its fleet",
-}
-
-
-def explain(f: Finding) -> str:
-    """A finding in words: what, which metric, the value seen and the range expected."""
-    if f.kind == "dropout":
-        return f"{f.device_id}: silent, about {f.observed:.0f} readings missing before this one"
-    if f.kind == "location_jump":
-        return f"{f.device_id}: reported {f.observed:,.0f} km from its usual position"
-    unit = UNITS.get(f.metric or "", "")
-    text = f"{f.device_id}: {_KIND_WORDS.get(f.kind, f.kind)} in {f.metric}, {f.observed:g} {unit}"
-    if f.expected_low is not None and f.expected_high is not None:
-        text += f" (expected {f.expected_low:.4g} to {f.expected_high:.4g} {unit})"
-    return text + f", score {f.score:.2f}"
