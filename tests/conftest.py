@@ -11,11 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.kafka_helpers import PORT_BASE
 from workbench.broker.local import LocalBroker
 from workbench.config import Settings
 from workbench.streams.topics import ensure_topics
 
-TEST_PORT = 39092
+TEST_PORT = PORT_BASE
 
 
 @pytest.fixture(scope="session")

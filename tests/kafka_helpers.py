@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -11,6 +12,9 @@ from workbench.config import Settings
 from workbench.streams.clients import make_producer
 from workbench.streams.source import from_kafka_readings
 from workbench.streams.validate import ReadingBatch
+
+#: Base of the ports the tests' brokers use; set it to run two checkouts' suites side by side.
+PORT_BASE = int(os.environ.get("WORKBENCH_TEST_PORT_BASE", "39092"))
 
 
 def env_reading(device: int, seq: int) -> schema.EnvSensor:

@@ -21,11 +21,12 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from tests.kafka_helpers import PORT_BASE
 from workbench.broker import local
 from workbench.broker.local import KAFKA_VERSION, BrokerError, LocalBroker, fetch_jars
 from workbench.config import Settings
 
-PORT = 39192
+PORT = PORT_BASE + 100
 TOPIC = "test.broker.roundtrip"
 MESSAGE = f"hello {uuid.uuid4()}".encode()
 

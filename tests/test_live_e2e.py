@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.kafka_helpers import consume
+from tests.kafka_helpers import PORT_BASE, consume
 from tests.test_ingest_kafka import read_topic
 from workbench.config import Settings
 from workbench.simulator import decode_truth, run_simulator
@@ -86,7 +86,7 @@ def _processes_using(path: Path) -> list[psutil.Process]:
 def test_workbench_up_shows_live_figures_and_ctrl_c_leaves_nothing_running(
     tmp_path: Path,
 ) -> None:
-    port = 39292
+    port = PORT_BASE + 200
     env = {
         **os.environ,
         "WORKBENCH_KAFKA_PORT": str(port),
