@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from workbench.config import BACKENDS, ConfigError, Settings
+from workbench.voila import DEFAULT_PORT as DEFAULT_DASHBOARD_PORT
 
 
 def _positive(kind: type, what: str) -> Callable[[str], float]:
@@ -33,6 +34,16 @@ def _fraction(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text!r}: it must be between 0 and 1")
     return value
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port: give a number 1–65535")
+    return port
 
 
 def _progress(message: str) -> None:
@@ -117,7 +128,36 @@ def cmd_up(args: argparse.Namespace) -> int:
         anomaly_rate=args.anomaly_rate,
         seed=args.seed,
         group_id=args.group,
+        dashboard_port=None if args.no_dashboard else args.dashboard_port,
     )
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """workbench dashboard: serve the Voilà dashboard alone, against the configured cluster."""
+    import signal
+    import threading
+
+    from workbench.live import local_broker_for
+    from workbench.streams.topics import ensure_topics
+    from workbench.voila import dashboard_url, start_dashboard, stop_dashboard
+
+    settings = _settings(args)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with local_broker_for(settings, progress=_progress):
+        ensure_topics(settings)
+        log = settings.data_dir / "voila.log"
+        proc = start_dashboard(settings, port=args.port, ip=args.ip, log=log)
+        _progress(f"dashboard: {dashboard_url(args.ip, args.port)}  (log: {log}; Ctrl-C stops)")
+        try:
+            while not stop.wait(0.5):
+                if proc.poll() is not None:
+                    _progress(f"Voilà exited with code {proc.returncode}; see {log}")
+                    return 1
+        finally:
+            stop_dashboard(proc)
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -239,7 +279,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", parents=[common], help="start the whole live workbench")
     fleet_options(p, rate=1000, devices=200)
     p.add_argument("--group", default="workbench-up", help="consumer group (default %(default)s)")
+    p.add_argument(
+        "--dashboard-port",
+        type=_port,
+        default=DEFAULT_DASHBOARD_PORT,
+        help="serve the Voilà dashboard on this port (default %(default)s)",
+    )
+    p.add_argument("--no-dashboard", action="store_true", help="terminal figures only")
     p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("dashboard", parents=[common], help="serve the live Voilà dashboard")
+    p.add_argument(
+        "--port", type=_port, default=DEFAULT_DASHBOARD_PORT, help="(default %(default)s)"
+    )
+    p.add_argument(
+        "--ip", default="127.0.0.1", help="address to listen on (default %(default)s; 0.0.0.0: all)"
+    )
+    p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("bench", help="benchmarks against the real local Kafka")
     bench = p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
