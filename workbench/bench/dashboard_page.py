@@ -73,18 +73,22 @@ def latencies_ms(page: Any) -> list[float]:
     return page.evaluate("() => window.__wbLatency || []")
 
 
-def overflow_px(page: Any) -> float:
-    """How far anything on the dashboard sticks out past the viewport's right edge (px)."""
+def overflowing(page: Any) -> list[str]:
+    """What sticks out past the viewport's right edge ("tag.class: N px"); empty when it fits."""
     return page.evaluate(
         """() => {
           const w = document.documentElement.clientWidth;
-          let worst = document.documentElement.scrollWidth - w;
+          const out = [];
+          const page = document.documentElement.scrollWidth - w;
+          if (page > 1) out.push(`page: ${page} px`);
           for (const el of document.querySelectorAll('.wb-dash *')) {
-            // inside a scrolling table or a chart's SVG, content may extend: its box may not
-            if (el.parentElement.closest('.wb-scroll, svg')) continue;
+            // inside a scrolling table or a chart (clipped to it) content may extend: boxes may not
+            if (el.parentElement.closest('.wb-scroll, .bqplot')) continue;
             const r = el.getBoundingClientRect();
-            if (r.width > 0 && r.height > 0) worst = Math.max(worst, r.right - w);
+            const cls = el.className.baseVal ?? el.className;
+            if (r.width > 0 && r.height > 0 && r.right - w > 1)
+              out.push(`${el.tagName.toLowerCase()}.${cls}: ${Math.round(r.right - w)} px`);
           }
-          return worst;
+          return out;
         }"""
     )

@@ -27,9 +27,12 @@ CSS = """
   white-space: nowrap; }
 .wb-badge { color: #fff; border-radius: 4px; padding: 0 5px; font-size: 11px; }
 .wb-note { font-size: 12px; color: #555; }
+.wb-download { color: #1f6feb; text-decoration: underline; }
 .wb-dash .widget-slider, .wb-dash .widget-dropdown, .wb-dash .widget-text,
 .wb-dash .widget-combobox { max-width: 100%; }
 .wb-dash .widget-label { min-width: 0; }
+.wb-dash .widget-html, .wb-dash .widget-html-content { min-width: 0; max-width: 100%;
+  width: 100%; white-space: normal; overflow-wrap: anywhere; }
 .wb-dash .bqplot { min-width: 0 !important; }
 </style>
 """
