@@ -181,6 +181,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_dashboard(args: argparse.Namespace) -> int:
+    """workbench bench dashboard: produce → on screen latency and slider round trips."""
+    from workbench.bench.dashboard import format_table, run_dashboard_bench
+    from workbench.live import local_broker_for
+    from workbench.streams.topics import ensure_topics
+
+    settings = _settings(args)
+    say = (lambda _m: None) if args.json else _progress
+    with local_broker_for(settings, progress=say):
+        ensure_topics(settings)
+        figures = run_dashboard_bench(settings, args.rates, args.seconds, progress=say)
+    print(json.dumps(figures, indent=2) if args.json else format_table(figures))
+    return 0
+
+
 def cmd_eval_nab(args: argparse.Namespace) -> int:
     """workbench eval nab: the online detector over a NAB-format corpus, NAB-scored."""
     from workbench.evaluation.nab import main as nab_main
@@ -317,6 +332,21 @@ def build_parser() -> argparse.ArgumentParser:
     b = bench.add_parser("detect", help="detectors and ensemble throughput, memory")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=cmd_bench_detect)
+    b = bench.add_parser(
+        "dashboard", parents=[common], help="dashboard freshness and slider round trips"
+    )
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument(
+        "--rates",
+        nargs="+",
+        type=_positive(float, "number"),
+        default=[1_000, 10_000, 20_000],
+        help="offered rates, readings/s (default 1000 10000 20000)",
+    )
+    b.add_argument(
+        "--seconds", type=_positive(float, "number"), default=20.0, help="per rate (default 20)"
+    )
+    b.set_defaults(func=cmd_bench_dashboard)
 
     p = sub.add_parser("eval", help="measure detection quality")
     evals = p.add_subparsers(dest="evaluation", required=True, metavar="EVALUATION")

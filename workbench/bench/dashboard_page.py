@@ -56,7 +56,7 @@ def set_threshold(page: Any, value: float, timeout_s: float = 10.0) -> float:
 
 def select_device(page: Any, device_id: str) -> None:
     """Follow one device in the trend chart."""
-    box = page.locator(".wb-card .widget-combobox input")
+    box = page.locator(".wb-device input")
     box.fill(device_id)
     box.press("Enter")
     page.wait_for_function(

@@ -10,6 +10,7 @@ pipeline, so its kernel goes idle and the server culls it.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from typing import Any
 
@@ -30,6 +31,7 @@ HEARTBEAT_MS = 1_000
 WATCHDOG_S = 30.0
 """Stop the pipeline when the page's heartbeat has been silent this long."""
 DEVICE_OPTIONS = 500
+GIL_SWITCH_S = 0.001
 
 
 class Dashboard:
@@ -88,13 +90,18 @@ class Dashboard:
 
     # -- life cycle ------------------------------------------------------------------------
     def start(self) -> Dashboard:
-        """Start the session and the refresh loop on the kernel's loop; returns at once."""
-        self.session.start()
+        """Start the refresh loop on the kernel's loop, and the session (returns at once).
+
+        With the heartbeat on, the session starts with the page's first tick: a kernel Voilà
+        preheats for the next viewer then consumes nothing until someone is looking.
+        """
+        # The kernel's main thread serves widgets while the consumer and detection threads hold
+        # the GIL in turns; a shorter switch interval (default 5 ms) keeps the page responsive.
+        sys.setswitchinterval(GIL_SWITCH_S)
+        if not self._use_heartbeat:
+            self.session.start()
         if self._task is None:
             self._task = asyncio.ensure_future(self._run())
-        if self._use_heartbeat:
-            self.heartbeat.playing = False  # Play only starts ticking on a False → True change
-            self.heartbeat.playing = True
         return self
 
     async def stop(self, reason: str = "stopped") -> None:
@@ -106,6 +113,8 @@ class Dashboard:
 
     def _beat(self, _change: object) -> None:
         self.last_beat = time.monotonic()
+        if not self.session.started and self.stopped_reason is None:
+            self.session.start()
 
     def _after_clear(self) -> None:
         self.trend._reselect()
@@ -138,10 +147,21 @@ class Dashboard:
         ids = sorted(d for d, r in latest.items() if r.device_type == self.trend.type_dd.value)
         self.trend.set_options(ids[:DEVICE_OPTIONS])
 
+    def _kick_heartbeat(self) -> None:
+        """Play only ticks after ``playing`` goes False → True while a page shows it, and the
+        kernel cannot tell when a page appears: flip it until the first tick arrives."""
+        self.heartbeat.playing = False
+        self.heartbeat.playing = True
+
     async def _run(self) -> None:
-        last_fleet = 0.0
+        last_fleet = last_kick = 0.0
         while True:
             await asyncio.sleep(LIVE_TICK_S)
+            if self._use_heartbeat and self.last_beat is None:
+                if time.monotonic() - last_kick >= 1.0:
+                    last_kick = time.monotonic()
+                    self._kick_heartbeat()
+                continue
             if self._watchdog_expired():
                 await self.stop("the page stopped sending heartbeats (closed?)")
                 return

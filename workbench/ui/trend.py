@@ -36,6 +36,7 @@ class TrendPanel:
         self.device_cb = widgets.Combobox(
             placeholder=TYPE_MEAN, description="device", ensure_option=False
         )
+        self.device_cb.add_class("wb-device")
         self.x_scale = bq.DateScale()
         self.y_scale = bq.LinearScale()
         self.line = bq.Lines(scales={"x": self.x_scale, "y": self.y_scale}, colors=["#1f77b4"])
