@@ -18,13 +18,17 @@ from workbench.config import Settings
 DASHBOARD = Path(__file__).resolve().parents[1] / "dashboards" / "live_dashboard.ipynb"
 DEFAULT_PORT = 8866
 CULL_IDLE_S = 120
+"""Idle kernels (their page gone, their pipeline stopped by the watchdog) are shut down after
+this long (s)."""
 
 
 class DashboardError(RuntimeError):
     """The dashboard could not be served."""
 
 
-def voila_command(notebook: Path, port: int, ip: str = "127.0.0.1") -> list[str]:
+def voila_command(
+    notebook: Path, port: int, ip: str = "127.0.0.1", cull_idle_s: int = CULL_IDLE_S
+) -> list[str]:
     """The Voilà command line: no browser, no tracebacks for viewers, a preheated kernel."""
     return [
         sys.executable,
@@ -38,8 +42,8 @@ def voila_command(notebook: Path, port: int, ip: str = "127.0.0.1") -> list[str]
         "--preheat_kernel=True",
         "--pool_size=1",
         "--MappingKernelManager.buffer_offline_messages=False",
-        f"--MappingKernelManager.cull_idle_timeout={CULL_IDLE_S}",
-        "--MappingKernelManager.cull_interval=30",
+        f"--MappingKernelManager.cull_idle_timeout={cull_idle_s}",
+        f"--MappingKernelManager.cull_interval={max(1, min(30, cull_idle_s // 4))}",
     ]
 
 
@@ -50,6 +54,8 @@ def start_dashboard(
     notebook: Path = DASHBOARD,
     log: Path | None = None,
     timeout_s: float = 60.0,
+    cull_idle_s: int = CULL_IDLE_S,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
     """Start Voilà on ``notebook`` with the workbench's settings in its kernels' environment.
 
@@ -57,10 +63,10 @@ def start_dashboard(
     """
     if not notebook.exists():
         raise DashboardError(f"no dashboard notebook at {notebook} (run from a checkout)")
-    env = {**os.environ, **settings.export_env()}
+    env = {**os.environ, **settings.export_env(), **(env or {})}
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
     proc = subprocess.Popen(
-        voila_command(notebook, port, ip),
+        voila_command(notebook, port, ip, cull_idle_s),
         env=env,
         cwd=notebook.parent,
         stdout=out,

@@ -10,6 +10,7 @@ pipeline, so its kernel goes idle and the server culls it.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from typing import Any
@@ -28,8 +29,8 @@ from workbench.ui.tuning import TuningPanel
 
 LIVE_TICK_S = 0.25
 HEARTBEAT_MS = 1_000
-WATCHDOG_S = 30.0
-"""Stop the pipeline when the page's heartbeat has been silent this long."""
+WATCHDOG_S = float(os.environ.get("WORKBENCH_WATCHDOG_S", "30"))
+"""Stop the pipeline when the page's heartbeat has been silent this long (s)."""
 DEVICE_OPTIONS = 500
 GIL_SWITCH_S = 0.001
 
@@ -105,10 +106,11 @@ class Dashboard:
         return self
 
     async def stop(self, reason: str = "stopped") -> None:
+        """Stop refreshing and this viewer's pipeline (its consumer commits and leaves)."""
         self.stopped_reason = reason
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
         await self.session.stop()
 
     def _beat(self, _change: object) -> None:

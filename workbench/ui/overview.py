@@ -22,12 +22,15 @@ class OverviewPanel:
         self.session = session
         self.stats = widgets.HTML()
         self.widget = card("Overview", self.stats)
+        self.refresh()
 
     def refresh(self) -> None:
         m = self.session.source.metrics.snapshot()
         lag = "–" if m.consumer_lag is None else f"{m.consumer_lag:,} msgs"
         age = "never" if m.last_update is None else f"{time.time() - m.last_update:,.1f} s ago"
         status = m.status if m.last_error is None else f"{m.status}: {m.last_error}"
+        if not self.session.started:
+            status = "waiting for a viewer" if m.total == 0 else "stopped"
         colour = {"consuming": "#2ca02c", "starting": "#777"}.get(m.status, "#d62728")
         tiles = [
             ("connection", f'<span style="color:{colour}">{html.escape(status)}</span>'),

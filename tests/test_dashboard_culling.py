@@ -1,0 +1,69 @@
+"""A viewer's kernel goes away after its page closes: watchdog stops the pipeline, Voilà culls."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import psutil
+
+from workbench.bench import dashboard_page as dash
+from workbench.bench.browser import chromium
+from workbench.config import Settings
+from workbench.voila import start_dashboard, stop_dashboard
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _kernels(server: psutil.Process) -> list[psutil.Process]:
+    return [
+        p
+        for p in server.children(recursive=True)
+        if any("ipykernel" in part for part in p.cmdline())
+    ]
+
+
+def _wait_for(predicate, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.5)
+    return predicate()
+
+
+def test_a_closed_page_frees_its_kernel(kafka: Settings, tmp_path) -> None:
+    port = _free_port()
+    proc = start_dashboard(
+        kafka,
+        port=port,
+        log=tmp_path / "voila.log",
+        cull_idle_s=4,
+        env={"WORKBENCH_WATCHDOG_S": "2"},
+    )
+    try:
+        server = psutil.Process(proc.pid)
+        assert _wait_for(lambda: len(_kernels(server)) == 1, 60)  # the preheated one
+        preheated = {k.pid for k in _kernels(server)}
+        with chromium() as context:
+            page = dash.open_dashboard(context, f"http://127.0.0.1:{port}/")
+            assert _wait_for(lambda: len(_kernels(server)) == 2, 60)  # viewer's + new preheated
+            # The page's heartbeat reached the kernel: its pipeline started, the watchdog is armed.
+            page.wait_for_function(
+                "() => !document.body.innerText.includes('waiting for a viewer')", timeout=30_000
+            )
+            both = {k.pid for k in _kernels(server)}
+            page.close()
+        # Watchdog (2 s without heartbeats) stops the pipeline, then the idle kernel is culled.
+        assert _wait_for(lambda: len(_kernels(server)) == 1, 60), (
+            tmp_path / "voila.log"
+        ).read_text()
+        # The viewer had the preheated kernel; the one left is the pool's new one.
+        assert {k.pid for k in _kernels(server)} == both - preheated
+    finally:
+        stop_dashboard(proc)
+    assert not psutil.pid_exists(proc.pid) or psutil.Process(proc.pid).status() == "zombie"
