@@ -66,7 +66,7 @@ class EnergyPanel:
             marks=[self.bars],
             axes=[
                 bq.Axis(scale=x),
-                bq.Axis(scale=y, orientation="vertical", label="energy (kWh)", tick_format=".2f"),
+                bq.Axis(scale=y, side="left", label="energy (kWh)", tick_format=".2f"),
             ],
             animation_duration=0,
             fig_margin=_MARGIN,
@@ -128,7 +128,7 @@ class MapPanel:
             marks=[self.scatter],
             axes=[
                 bq.Axis(scale=x, label="longitude (°)"),
-                bq.Axis(scale=y, orientation="vertical", label="latitude (°)"),
+                bq.Axis(scale=y, side="left", label="latitude (°)"),
             ],
             animation_duration=0,
             fig_margin=_MARGIN,

@@ -46,7 +46,7 @@ class TrendPanel:
             stroke="black",
             tooltip=bq.Tooltip(fields=["x", "y"], formats=["%H:%M:%S", ".2f"]),
         )
-        self.y_axis = bq.Axis(scale=self.y_scale, orientation="vertical")
+        self.y_axis = bq.Axis(scale=self.y_scale, side="left")
         self.figure = bq.Figure(
             marks=[self.line, self.markers],
             axes=[bq.Axis(scale=self.x_scale, tick_format="%H:%M:%S"), self.y_axis],
