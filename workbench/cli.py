@@ -173,6 +173,23 @@ def cmd_eval_simulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lab(args: argparse.Namespace) -> int:
+    """workbench lab: JupyterLab on the notebooks, kernels on the workbench's cluster."""
+    from workbench.lab import run_lab
+
+    return run_lab(_settings(args), port=args.port, open_browser=not args.no_browser)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: a port is 0–65535 (0 picks any free port)")
+    return value
+
+
 def cmd_bench_detect(args: argparse.Namespace) -> int:
     """workbench bench detect: readings/s per detector and batch size; memory at 10,000 devices."""
     from workbench.bench.detect import format_table, run_detect_bench
@@ -240,6 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
     fleet_options(p, rate=1000, devices=200)
     p.add_argument("--group", default="workbench-up", help="consumer group (default %(default)s)")
     p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("lab", parents=[common], help="JupyterLab on the exploration notebooks")
+    p.add_argument(
+        "--port",
+        type=_port,
+        default=8888,
+        help="port on 127.0.0.1 (default %(default)s, the next free one if taken; 0: any free port)",
+    )
+    p.add_argument("--no-browser", action="store_true", help="print the link, open no browser")
+    p.set_defaults(func=cmd_lab)
 
     p = sub.add_parser("bench", help="benchmarks against the real local Kafka")
     bench = p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
