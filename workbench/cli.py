@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--port",
         type=_port,
         default=8888,
-        help="port on 127.0.0.1 (default %(default)s, the next free one if taken; 0: any free port)",
+        help="port on 127.0.0.1 (default %(default)s, or the next free one; 0: any free port)",
     )
     p.add_argument("--no-browser", action="store_true", help="print the link, open no browser")
     p.set_defaults(func=cmd_lab)

@@ -67,10 +67,9 @@ class LiveTable:
         self.status.value = f"<code>{self.source.metrics.snapshot().line()}</code>"
         if self._dirty:
             self._dirty = False
-            newest_first = list(reversed(self.latest.values()))
-            self.table.value = readings_table(
-                newest_first, caption=f"latest reading of the {len(newest_first)} devices heard last"
-            )
+            newest = list(reversed(self.latest.values()))
+            caption = f"latest reading of the {len(newest)} devices heard last, newest first"
+            self.table.value = readings_table(newest, caption=caption)
 
     def start(self) -> None:
         """Start consuming and redrawing on the running (kernel's) loop; returns at once."""
