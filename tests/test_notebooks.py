@@ -1,0 +1,197 @@
+"""The exploration notebooks run top to bottom headlessly on the real local Kafka, fed by the
+simulator on each test's own topics; ``workbench lab`` serves them on loopback and stops cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbformat import NotebookNode
+from nbformat.v4 import new_code_cell
+
+from tests.kafka_helpers import produce_readings
+from workbench.config import Settings
+from workbench.evaluation.simulator_eval import read_all
+from workbench.simulator import run_simulator
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+pytestmark = pytest.mark.kafka
+
+
+class _Tables(HTMLParser):
+    """Every ``<table>`` in some HTML, as rows of cell texts (header row first)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: object) -> None:
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def tables(cell: NotebookNode) -> list[list[list[str]]]:
+    """The tables a cell displayed, as the user sees them."""
+    parser = _Tables()
+    for out in cell.outputs:
+        parser.feed(out.get("data", {}).get("text/html", ""))
+    return parser.tables
+
+
+def text(cell: NotebookNode) -> str:
+    """What a cell printed to stdout."""
+    return "".join(o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
+
+
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def shows_widget(cell: NotebookNode) -> bool:
+    """Whether the cell displayed a widget (a chart, a live table)."""
+    return any(WIDGET in o.get("data", {}) for o in cell.outputs)
+
+
+def with_parameters(name: str, **values: object) -> NotebookNode:
+    """The notebook with an injected cell overriding its parameters (each must exist there)."""
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    declared = set(re.findall(r"^([A-Z][A-Z0-9_]*) =", nb.cells[at].source, re.MULTILINE))
+    assert set(values) <= declared, f"not parameters of {name}: {set(values) - declared}"
+    source = "\n".join(f"{k} = {v!r}" for k, v in values.items())
+    nb.cells.insert(at + 1, new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
+    return nb
+
+
+def tagged(nb: NotebookNode, tag: str) -> int:
+    return next(i for i, c in enumerate(nb.cells) if tag in c.metadata.get("tags", []))
+
+
+def execute(
+    nb: NotebookNode,
+    settings: Settings,
+    after: dict[int, Callable[[], None]] | None = None,
+    timeout_s: int = 180,
+) -> NotebookNode:
+    """Run every cell in one kernel on ``settings``' cluster; ``after[i]()`` runs after cell i.
+
+    A cell that raises fails the test (nbclient's CellExecutionError), as does a traceback on
+    stderr (a callback or thread that failed after its cell returned).
+    """
+    client = NotebookClient(
+        nb, timeout=timeout_s, kernel_name="python3", resources={"metadata": {"path": NOTEBOOKS}}
+    )
+    with client.setup_kernel(env=os.environ | settings.export_env()):
+        for i, cell in enumerate(nb.cells):
+            client.execute_cell(cell, i)
+            if after and i in after:
+                after[i]()
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            assert out.output_type != "error", out
+            if out.output_type == "stream" and out.name == "stderr":
+                assert "Traceback" not in out.text, out.text
+    return nb
+
+
+def simulate_into(settings: Settings, topics: dict[str, str], **options: object) -> set[str]:
+    """Publish a short simulated fleet history; the device ids on the topic."""
+    stats = run_simulator(
+        settings,
+        readings_topic=topics["readings"],
+        truth_topic=topics["truth"],
+        **options,
+    )
+    assert stats.sent and not stats.failed
+    return {json.loads(v)["device_id"] for v in read_all(settings, topics["readings"], idle_s=1)}
+
+
+def test_explore_stream_peeks_shows_the_schema_follows_live_and_charts_a_device(
+    kafka: Settings, topics: dict[str, str]
+) -> None:
+    produced = simulate_into(kafka, topics, devices=12, rate=20, count=600, backfill_s=30, seed=7)
+    nb = with_parameters(
+        "explore_stream.ipynb",
+        READINGS_TOPIC=topics["readings"],
+        PEEK_RECORDS=10,
+        LIVE_REFRESH_S=0.2,
+        LIVE_RUN_FOR_S=120.0,
+        DEVICE_RECORDS=600,
+    )
+    live = tagged(nb, "live-table")
+    # While the live table runs, three more devices keep sending; the next cell waits (on the
+    # kernel's loop, as a user would) until the table shows them.
+    nb.cells.insert(
+        live + 1,
+        new_code_cell(
+            "import asyncio\n"
+            "for _ in range(300):\n"
+            "    if all(f'env-000{d}' in live.table.value for d in range(3)):\n"
+            "        break\n"
+            "    await asyncio.sleep(0.1)\n"
+            "print(sorted(live.latest))"
+        ),
+    )
+    sending = threading.Event()
+
+    def keep_sending() -> None:
+        while sending.is_set():
+            produce_readings(kafka, topics["readings"], devices=3, per_device=1)
+            time.sleep(0.2)
+
+    feeder = threading.Thread(target=keep_sending)
+    try:
+        execute(
+            nb,
+            kafka,
+            after={live: lambda: (sending.set(), feeder.start()), live + 1: sending.clear},
+        )
+    finally:
+        sending.clear()
+        if feeder.is_alive():
+            feeder.join()
+    cells = nb.cells
+
+    peek = next(c for c in cells if "PEEK_RECORDS)" in c.source and "display" in c.source)
+    assert "latest 10 records: 10 valid readings, 0 rejected" in text(peek)
+    [table] = tables(peek)
+    header, rows = table[0], table[1:]
+    assert "temperature (°C)" in header and "ts (UTC)" in header
+    assert len(rows) == 10 and {r[header.index("device_id")] for r in rows} <= produced
+
+    schema = next(c for c in cells if "schema_table()" in c.source)
+    schema_rows = tables(schema)[0][1:]
+    assert ["air_quality", "pm25", "µg/m³", "0 … 2,000"] in [r[:4] for r in schema_rows]
+    assert {r[0] for r in schema_rows} == {"thermostat", "smart_meter", "air_quality", "env_sensor"}
+
+    waited = cells[live + 1]
+    assert text(waited).strip() == str(["env-0000", "env-0001", "env-0002"]), "live table stuck"
+    assert shows_widget(cells[live])
+
+    drill = next(c for c in cells if "line_chart(" in c.source)
+    match = re.search(r"^(\S+) \((\w+)\): (\d+) readings over", text(drill), re.MULTILINE)
+    assert match and match[1] in produced | {"env-0000", "env-0001", "env-0002"}, text(drill)
+    assert int(match[3]) >= 2 and shows_widget(drill)
+    assert "live table stopped" in text(cells[-1])
