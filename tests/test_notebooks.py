@@ -195,3 +195,52 @@ def test_explore_stream_peeks_shows_the_schema_follows_live_and_charts_a_device(
     assert match and match[1] in produced | {"env-0000", "env-0001", "env-0002"}, text(drill)
     assert int(match[3]) >= 2 and shows_widget(drill)
     assert "live table stopped" in text(cells[-1])
+
+
+def column(table: list[list[str]], name: str) -> list[str]:
+    """One column of a displayed table, header excluded."""
+    at = table[0].index(name)
+    return [row[at] for row in table[1:]]
+
+
+def test_tune_detectors_replays_settings_and_a_higher_threshold_raises_fewer_alerts(
+    kafka: Settings, topics: dict[str, str]
+) -> None:
+    simulate_into(
+        kafka, topics, devices=100, rate=100, count=12_000, backfill_s=120, anomaly_rate=0.2, seed=5
+    )
+    nb = with_parameters(
+        "tune_detectors.ipynb",
+        READINGS_TOPIC=topics["readings"],
+        TRUTH_TOPIC=topics["truth"],
+        THRESHOLDS=[0.05, 0.2, 0.6],
+    )
+    cells = execute(nb, kafka).cells
+
+    recorded = next(c for c in cells if "decode_truth(r.value)" in c.source)
+    match = re.search(
+        r"recorded 12,000 readings from 100 devices: .* (\d+) injected", text(recorded)
+    )
+    assert match and int(match[1]) > 0, text(recorded)
+
+    compared = next(c for c in cells if "comparison_table(results" in c.source)
+    [table] = tables(compared)
+    assert column(table, "settings") == ["as running", "EWMA on", "no fleet models", "short window"]
+    assert column(table, "changed")[:2] == ["as running", "use_ewma=True"]
+    assert all(0 <= float(p) <= 1 for p in column(table, "precision"))
+
+    swept = next(c for c in cells if "comparison_table(sweep" in c.source)
+    [table] = tables(swept)
+    alerts = [int(a) for a in column(table, "alerts")]
+    per_minute = [float(a) for a in column(table, "alerts/min")]
+    recall = [float(r) for r in column(table, "recall")]
+    assert alerts[0] > alerts[1] >= alerts[2] > 0, table
+    assert per_minute[0] > per_minute[2] and recall[0] >= recall[2], table
+    assert shows_widget(swept)
+
+    chosen = next(c for c in cells if "chosen = " in c.source)
+    assert re.match(r"chosen: anomaly_threshold=0\.(05|2|6) \(best F1 ", text(chosen)), text(chosen)
+    live = cells[tagged(nb, "live-detector")]
+    assert "live detector now: anomaly_threshold=" in text(live)
+    assert "refused, settings unchanged: anomaly_threshold=1.5 is out of range" in text(live)
+    assert "live pipeline stopped" in text(cells[-1])
