@@ -19,6 +19,7 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell
 
 from tests.kafka_helpers import produce_readings
+from tests.test_nab import write_corpus
 from workbench.config import Settings
 from workbench.evaluation.simulator_eval import read_all
 from workbench.simulator import run_simulator
@@ -244,3 +245,49 @@ def test_tune_detectors_replays_settings_and_a_higher_threshold_raises_fewer_ale
     assert "live detector now: anomaly_threshold=" in text(live)
     assert "refused, settings unchanged: anomaly_threshold=1.5 is out of range" in text(live)
     assert "live pipeline stopped" in text(cells[-1])
+
+
+def test_evaluate_scores_the_simulator_per_kind_and_nab_per_profile(
+    kafka: Settings, tmp_path: Path
+) -> None:
+    nb = with_parameters(
+        "evaluate.ipynb",
+        SIM_DEVICES=50,
+        SIM_RATE=50.0,
+        SIM_DURATION_S=240.0,
+        SIM_SEED=2,
+        SIM_ANOMALY_RATE=0.3,
+        NAB_DIR=str(write_corpus(tmp_path)),
+        NAB_OUT=str(tmp_path / "scores"),
+    )
+    cells = execute(nb, kafka).cells
+
+    simulator = cells[tagged(nb, "simulator")]
+    printed = text(simulator)
+    header, _, *rows = printed.splitlines()
+    assert header.split() == ["kind", "truths", "found", "alerts", "precision", "recall", "F1"]
+    by_kind = {r.split()[0]: r.split()[1:] for r in rows if not r.startswith("detection delay")}
+    assert "overall" in by_kind and len(by_kind) >= 3, printed
+    assert int(by_kind["overall"][0]) > 0 and all(
+        0 <= float(v) <= 1 for v in by_kind["overall"][3:]
+    )
+    assert re.search(r"detection delay: median [\d.]+ s, p95 [\d.]+ s", printed), printed
+    assert shows_widget(cells[tagged(nb, "simulator") + 1])
+
+    nab = cells[tagged(nb, "nab")]
+    assert re.search(r"^standard\s+-?[\d.]+\s", text(nab), re.MULTILINE), text(nab)
+    assert (tmp_path / "scores" / "cat_a" / "one.csv").is_file()
+    assert shows_widget(cells[tagged(nb, "nab") + 1])
+
+
+def test_evaluate_says_how_to_get_nab_when_its_directory_is_missing(
+    kafka: Settings, tmp_path: Path
+) -> None:
+    nb = with_parameters("evaluate.ipynb", NAB_DIR=str(tmp_path / "no-nab"))
+    nb.cells = [c for c in nb.cells if "simulator" not in c.metadata.get("tags", [])]
+    cells = execute(nb, kafka).cells
+    assert f"NAB part skipped: no directory '{tmp_path / 'no-nab'}'" in text(
+        cells[tagged(nb, "nab")]
+    )
+    assert "WORKBENCH_NAB_DIR" in text(cells[tagged(nb, "nab")])
+    assert not cells[tagged(nb, "nab") + 1].outputs

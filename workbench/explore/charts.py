@@ -22,9 +22,10 @@ def bar_chart(
     title: str,
     y_label: str,
     y_max: float | None = None,
+    y_min: float = 0.0,
 ) -> Figure:
-    """Bars per category, one colour per series (grouped), starting at 0."""
-    x, y = OrdinalScale(), LinearScale(min=0.0, max=y_max)
+    """Bars per category, one colour per series (grouped), from ``y_min`` (0 unless negative)."""
+    x, y = OrdinalScale(), LinearScale(min=y_min, max=y_max)
     bars = Bars(
         x=list(categories),
         y=[list(v) for v in series.values()],
