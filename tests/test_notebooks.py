@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
+import psutil
 import pytest
 from nbclient import NotebookClient
 from nbformat import NotebookNode
@@ -291,3 +298,81 @@ def test_evaluate_says_how_to_get_nab_when_its_directory_is_missing(
     )
     assert "WORKBENCH_NAB_DIR" in text(cells[tagged(nb, "nab")])
     assert not cells[tagged(nb, "nab") + 1].outputs
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_lab_serves_the_notebooks_on_loopback_with_the_cluster_and_stops_on_ctrl_c(
+    kafka: Settings, tmp_path: Path
+) -> None:
+    port = _free_port()
+    env = (
+        os.environ
+        | kafka.export_env()
+        | {
+            "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+            "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        }
+    )
+    with (tmp_path / "lab.log").open("w") as log:
+        lab = subprocess.Popen(
+            [sys.executable, "-m", "workbench.cli", "lab", "--no-browser", "--port", str(port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+    try:
+        lines: queue.Queue[str] = queue.Queue()
+
+        def read() -> None:
+            for line in lab.stdout:
+                lines.put(line)
+            lines.put("")  # it exited
+
+        threading.Thread(target=read, daemon=True).start()
+        link = lines.get(timeout=120)
+        match = re.fullmatch(rf"JupyterLab: http://127\.0\.0\.1:{port}/lab\?token=(\w+)\n", link)
+        assert match, (tmp_path / "lab.log").read_text()
+        auth = {"Authorization": f"token {match[1]}"}
+        base = f"http://127.0.0.1:{port}/api"
+
+        def call(path: str, method: str = "GET") -> object:
+            request = urllib.request.Request(base + path, method=method, headers=auth)
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.load(response)
+
+        listed = {item["name"] for item in call("/contents")["content"]}
+        assert {"explore_stream.ipynb", "tune_detectors.ipynb", "evaluate.ipynb"} <= listed
+
+        [server] = psutil.Process(lab.pid).children()
+        listening = [c for c in server.net_connections("inet") if c.status == psutil.CONN_LISTEN]
+        assert listening and {c.laddr.ip for c in listening} == {"127.0.0.1"}
+
+        kernel_id = call("/kernels", "POST")["id"]
+        kernels = [p for p in server.children() if kernel_id in " ".join(p.cmdline())]
+        assert len(kernels) == 1
+        kernel_env = kernels[0].environ()
+        assert kernel_env["KAFKA_BOOTSTRAP_SERVERS"] == kafka.bootstrap
+        assert kernel_env["WORKBENCH_KAFKA_CLIENT"] == kafka.backend
+
+        lab.send_signal(signal.SIGINT)
+        assert lab.wait(60) == 0
+        assert _gone(server.pid) and _gone(kernels[0].pid)
+    finally:
+        if lab.poll() is None:
+            lab.kill()
+            lab.wait()
+    log_text = (tmp_path / "lab.log").read_text()
+    assert "stopping JupyterLab and its kernels" in log_text, log_text

@@ -34,6 +34,7 @@ def _say(message: str) -> None:
 
 def lab_command(notebooks: Path, port: int, open_browser: bool) -> list[str]:
     """The JupyterLab command line: loopback only, rooted at ``notebooks``."""
+    as_root = ["--ServerApp.allow_root=True"] if os.geteuid() == 0 else []  # containers
     return [
         sys.executable,
         "-m",
@@ -42,7 +43,8 @@ def lab_command(notebooks: Path, port: int, open_browser: bool) -> list[str]:
         "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={port}",
         f"--ServerApp.open_browser={open_browser}",
-        "--ServerApp.log_level=WARN",
+        "--log-level=WARN",
+        *as_root,
     ]
 
 
@@ -114,6 +116,9 @@ def run_lab(
             return proc.wait()
         except KeyboardInterrupt:
             return 0
+        except (RuntimeError, TimeoutError) as exc:
+            progress(f"workbench lab: {exc}")
+            return 1
         finally:
             _stop(proc, progress)
             signal.signal(signal.SIGTERM, previous)
