@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -27,8 +28,10 @@ from nbformat.v4 import new_code_cell
 
 from tests.kafka_helpers import produce_readings
 from tests.test_nab import write_corpus
+from workbench.cli import build_parser
 from workbench.config import Settings
 from workbench.evaluation.simulator_eval import read_all
+from workbench.explore.recent import decode_readings, read_recent
 from workbench.simulator import run_simulator
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -376,3 +379,30 @@ def test_lab_serves_the_notebooks_on_loopback_with_the_cluster_and_stops_on_ctrl
             lab.wait()
     log_text = (tmp_path / "lab.log").read_text()
     assert "stopping JupyterLab and its kernels" in log_text, log_text
+
+
+def test_recent_reads_are_bounded_by_count_and_time_and_name_a_missing_topic(
+    kafka: Settings, topics: dict[str, str]
+) -> None:
+    produce_readings(kafka, topics["readings"], devices=5, per_device=1)
+    time.sleep(0.05)
+    mark = datetime.now(UTC)
+    later = produce_readings(kafka, topics["readings"], devices=5, per_device=2)
+    since, _ = decode_readings(read_recent(kafka, topics["readings"], 100, since=mark))
+    assert {(r.device_id, r.seq) for r in since} == later and len(since) == 10
+    latest = read_recent(kafka, topics["readings"], 3)
+    assert len(latest) == 3 and latest == sorted(latest, key=lambda r: r.timestamp_ms)
+    assert min(r.timestamp_ms for r in latest) >= mark.timestamp() * 1000
+    with pytest.raises(ValueError, match="there is no topic 'nowhere' on localhost"):
+        read_recent(kafka, "nowhere", 10)
+
+
+@pytest.mark.parametrize(
+    ("port", "message"), [("70000", "a port is 0–65535"), ("http", "is not a port number")]
+)
+def test_lab_refuses_a_bad_port_saying_what_is_allowed(
+    port: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["lab", "--port", port])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
