@@ -398,7 +398,8 @@ def test_recent_reads_are_bounded_by_count_and_time_and_name_a_missing_topic(
 
 
 @pytest.mark.parametrize(
-    ("port", "message"), [("70000", "a port is 0–65535"), ("http", "is not a port number")]
+    ("port", "message"),
+    [("70000", "between 0 and 65535 (0 picks any free port)"), ("http", "is not a port number")],
 )
 def test_lab_refuses_a_bad_port_saying_what_is_allowed(
     port: str, message: str, capsys: pytest.CaptureFixture[str]

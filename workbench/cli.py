@@ -25,14 +25,25 @@ def _positive(kind: type, what: str) -> Callable[[str], float]:
     return parse
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r}: it must be between 0 and 1")
-    return value
+def _in_range(
+    kind: type, what: str, low: float, high: float, hint: str = ""
+) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: it must be between {low:g} and {high:g}{hint}"
+            )
+        return value
+
+    return parse
+
+
+_fraction = _in_range(float, "number", 0.0, 1.0)
+_port = _in_range(int, "port number", 0, 65535, " (0 picks any free port)")
 
 
 def _progress(message: str) -> None:
@@ -178,16 +189,6 @@ def cmd_lab(args: argparse.Namespace) -> int:
     from workbench.lab import run_lab
 
     return run_lab(_settings(args), port=args.port, open_browser=not args.no_browser)
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r}: a port is 0–65535 (0 picks any free port)")
-    return value
 
 
 def cmd_bench_detect(args: argparse.Namespace) -> int:
