@@ -26,7 +26,8 @@ from nbclient import NotebookClient
 from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell
 
-from tests.kafka_helpers import produce_readings
+from tests.kafka_helpers import PORT_BASE, produce_readings
+from tests.test_live_e2e import _processes_using
 from tests.test_nab import write_corpus
 from workbench.cli import build_parser
 from workbench.config import Settings
@@ -316,18 +317,23 @@ def _gone(pid: int) -> bool:
         return True
 
 
+@pytest.mark.parametrize("cluster", ["configured", "local"])
 def test_lab_serves_the_notebooks_on_loopback_with_the_cluster_and_stops_on_ctrl_c(
-    kafka: Settings, tmp_path: Path
+    cluster: str, kafka: Settings, tmp_path: Path
 ) -> None:
     port = _free_port()
-    env = (
-        os.environ
-        | kafka.export_env()
-        | {
-            "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-            "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-        }
-    )
+    data_dir = tmp_path / "data"
+    env = os.environ | {
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        "WORKBENCH_DATA_DIR": str(data_dir),
+    }
+    if cluster == "configured":  # the session broker stands in for a cluster: nothing local starts
+        env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap = kafka.bootstrap
+    else:  # no cluster: the command starts the local broker on its configured port
+        env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+        env["WORKBENCH_KAFKA_PORT"] = str(PORT_BASE + 200)
+        bootstrap = f"localhost:{PORT_BASE + 200}"
     with (tmp_path / "lab.log").open("w") as log:
         lab = subprocess.Popen(
             [sys.executable, "-m", "workbench.cli", "lab", "--no-browser", "--port", str(port)],
@@ -345,7 +351,7 @@ def test_lab_serves_the_notebooks_on_loopback_with_the_cluster_and_stops_on_ctrl
             lines.put("")  # it exited
 
         threading.Thread(target=read, daemon=True).start()
-        link = lines.get(timeout=120)
+        link = lines.get(timeout=180)
         match = re.fullmatch(rf"JupyterLab: http://127\.0\.0\.1:{port}/lab\?token=(\w+)\n", link)
         assert match, (tmp_path / "lab.log").read_text()
         auth = {"Authorization": f"token {match[1]}"}
@@ -359,7 +365,7 @@ def test_lab_serves_the_notebooks_on_loopback_with_the_cluster_and_stops_on_ctrl
         listed = {item["name"] for item in call("/contents")["content"]}
         assert {"explore_stream.ipynb", "tune_detectors.ipynb", "evaluate.ipynb"} <= listed
 
-        [server] = psutil.Process(lab.pid).children()
+        [server] = [p for p in psutil.Process(lab.pid).children() if "jupyterlab" in p.cmdline()]
         listening = [c for c in server.net_connections("inet") if c.status == psutil.CONN_LISTEN]
         assert listening and {c.laddr.ip for c in listening} == {"127.0.0.1"}
 
@@ -367,12 +373,14 @@ def test_lab_serves_the_notebooks_on_loopback_with_the_cluster_and_stops_on_ctrl
         kernels = [p for p in server.children() if kernel_id in " ".join(p.cmdline())]
         assert len(kernels) == 1
         kernel_env = kernels[0].environ()
-        assert kernel_env["KAFKA_BOOTSTRAP_SERVERS"] == kafka.bootstrap
-        assert kernel_env["WORKBENCH_KAFKA_CLIENT"] == kafka.backend
+        assert kernel_env["KAFKA_BOOTSTRAP_SERVERS"] == bootstrap
+        assert kernel_env["WORKBENCH_DATA_DIR"] == str(data_dir)
+        assert bool(_processes_using(data_dir)) == (cluster == "local")  # the broker it started
 
         lab.send_signal(signal.SIGINT)
         assert lab.wait(60) == 0
         assert _gone(server.pid) and _gone(kernels[0].pid)
+        assert _processes_using(data_dir) == []
     finally:
         if lab.poll() is None:
             lab.kill()
