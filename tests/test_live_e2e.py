@@ -95,7 +95,10 @@ def test_workbench_up_shows_live_figures_and_ctrl_c_leaves_nothing_running(
     }
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     up = subprocess.Popen(
-        [sys.executable, "-m", "workbench.cli", "up", "--devices", "20", "--rate", "400"],
+        [
+            *[sys.executable, "-m", "workbench.cli", "up", "--devices", "20", "--rate", "400"],
+            *["--dashboard-port", str(PORT_BASE + 250)],
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -124,6 +127,8 @@ def test_workbench_up_shows_live_figures_and_ctrl_c_leaves_nothing_running(
     reader.join(5)
     output = "".join(lines)
     assert "simulator:" in output and "readings/s" in output
+    assert f"dashboard: http://localhost:{PORT_BASE + 250}/" in output
     assert "stopped" in output
     assert not _port_open(port)
-    assert _processes_using(tmp_path) == []  # the broker it started is gone too
+    assert _processes_using(tmp_path) == []  # the broker and Voilà it started are gone too
+    assert not _port_open(PORT_BASE + 250)

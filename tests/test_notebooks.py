@@ -407,7 +407,7 @@ def test_recent_reads_are_bounded_by_count_and_time_and_name_a_missing_topic(
 
 @pytest.mark.parametrize(
     ("port", "message"),
-    [("70000", "between 0 and 65535 (0 picks any free port)"), ("http", "is not a port number")],
+    [("70000", "give a number 1–65535"), ("http", "'http' is not a TCP port")],
 )
 def test_lab_refuses_a_bad_port_saying_what_is_allowed(
     port: str, message: str, capsys: pytest.CaptureFixture[str]

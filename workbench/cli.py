@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from workbench.config import BACKENDS, ConfigError, Settings
+from workbench.voila import DEFAULT_PORT as DEFAULT_DASHBOARD_PORT
 
 
 def _positive(kind: type, what: str) -> Callable[[str], float]:
@@ -25,25 +26,24 @@ def _positive(kind: type, what: str) -> Callable[[str], float]:
     return parse
 
 
-def _in_range(
-    kind: type, what: str, low: float, high: float, hint: str = ""
-) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(
-                f"{text!r}: it must be between {low:g} and {high:g}{hint}"
-            )
-        return value
-
-    return parse
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: it must be between 0 and 1")
+    return value
 
 
-_fraction = _in_range(float, "number", 0.0, 1.0)
-_port = _in_range(int, "port number", 0, 65535, " (0 picks any free port)")
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port: give a number 1–65535")
+    return port
 
 
 def _progress(message: str) -> None:
@@ -128,7 +128,36 @@ def cmd_up(args: argparse.Namespace) -> int:
         anomaly_rate=args.anomaly_rate,
         seed=args.seed,
         group_id=args.group,
+        dashboard_port=None if args.no_dashboard else args.dashboard_port,
     )
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """workbench dashboard: serve the Voilà dashboard alone, against the configured cluster."""
+    import signal
+    import threading
+
+    from workbench.live import local_broker_for
+    from workbench.streams.topics import ensure_topics
+    from workbench.voila import dashboard_url, start_dashboard, stop_dashboard
+
+    settings = _settings(args)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with local_broker_for(settings, progress=_progress):
+        ensure_topics(settings)
+        log = settings.data_dir / "voila.log"
+        proc = start_dashboard(settings, port=args.port, ip=args.ip, log=log)
+        _progress(f"dashboard: {dashboard_url(args.ip, args.port)}  (log: {log}; Ctrl-C stops)")
+        try:
+            while not stop.wait(0.5):
+                if proc.poll() is not None:
+                    _progress(f"Voilà exited with code {proc.returncode}; see {log}")
+                    return 1
+        finally:
+            stop_dashboard(proc)
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -148,6 +177,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
             seconds=args.seconds,
             progress=say,
         )
+    print(json.dumps(figures, indent=2) if args.json else format_table(figures))
+    return 0
+
+
+def cmd_bench_dashboard(args: argparse.Namespace) -> int:
+    """workbench bench dashboard: produce → on screen latency and slider round trips."""
+    from workbench.bench.dashboard import format_table, run_dashboard_bench
+    from workbench.live import local_broker_for
+    from workbench.streams.topics import ensure_topics
+
+    settings = _settings(args)
+    say = (lambda _m: None) if args.json else _progress
+    with local_broker_for(settings, progress=say):
+        ensure_topics(settings)
+        figures = run_dashboard_bench(settings, args.rates, args.seconds, progress=say)
     print(json.dumps(figures, indent=2) if args.json else format_table(figures))
     return 0
 
@@ -257,14 +301,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", parents=[common], help="start the whole live workbench")
     fleet_options(p, rate=1000, devices=200)
     p.add_argument("--group", default="workbench-up", help="consumer group (default %(default)s)")
+    p.add_argument(
+        "--dashboard-port",
+        type=_port,
+        default=DEFAULT_DASHBOARD_PORT,
+        help="serve the Voilà dashboard on this port (default %(default)s)",
+    )
+    p.add_argument("--no-dashboard", action="store_true", help="terminal figures only")
     p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("dashboard", parents=[common], help="serve the live Voilà dashboard")
+    p.add_argument(
+        "--port", type=_port, default=DEFAULT_DASHBOARD_PORT, help="(default %(default)s)"
+    )
+    p.add_argument(
+        "--ip", default="127.0.0.1", help="address to listen on (default %(default)s; 0.0.0.0: all)"
+    )
+    p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("lab", parents=[common], help="JupyterLab on the exploration notebooks")
     p.add_argument(
         "--port",
         type=_port,
         default=8888,
-        help="port on 127.0.0.1 (default %(default)s, or the next free one; 0: any free port)",
+        help="port on 127.0.0.1 (default %(default)s, or the next free one)",
     )
     p.add_argument("--no-browser", action="store_true", help="print the link, open no browser")
     p.set_defaults(func=cmd_lab)
@@ -289,6 +349,21 @@ def build_parser() -> argparse.ArgumentParser:
     b = bench.add_parser("detect", help="detectors and ensemble throughput, memory")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=cmd_bench_detect)
+    b = bench.add_parser(
+        "dashboard", parents=[common], help="dashboard freshness and slider round trips"
+    )
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument(
+        "--rates",
+        nargs="+",
+        type=_positive(float, "number"),
+        default=[1_000, 10_000, 20_000],
+        help="offered rates, readings/s (default 1000 10000 20000)",
+    )
+    b.add_argument(
+        "--seconds", type=_positive(float, "number"), default=20.0, help="per rate (default 20)"
+    )
+    b.set_defaults(func=cmd_bench_dashboard)
 
     p = sub.add_parser("eval", help="measure detection quality")
     evals = p.add_subparsers(dest="evaluation", required=True, metavar="EVALUATION")

@@ -21,6 +21,7 @@ from types import FrameType
 from workbench.config import Settings
 from workbench.live import local_broker_for
 from workbench.streams.topics import ensure_topics
+from workbench.voila import stop_dashboard
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 """The exploration notebooks of this checkout."""
@@ -62,20 +63,6 @@ def _server_info(proc: subprocess.Popen, timeout_s: float) -> dict:
         except (FileNotFoundError, json.JSONDecodeError):
             time.sleep(0.2)
     raise TimeoutError(f"JupyterLab did not start listening in {timeout_s:.0f} s")
-
-
-def _stop(proc: subprocess.Popen, progress: Callable[[str], None]) -> None:
-    """Ask JupyterLab to shut down (it stops its kernels); kill its process group if it hangs."""
-    if proc.poll() is not None:
-        return
-    progress("stopping JupyterLab and its kernels…")
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        progress(f"JupyterLab did not stop in {STOP_TIMEOUT_S:.0f} s; killing it")
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:
@@ -120,5 +107,7 @@ def run_lab(
             progress(f"workbench lab: {exc}")
             return 1
         finally:
-            _stop(proc, progress)
+            if proc.poll() is None:
+                progress("stopping JupyterLab and its kernels…")
+                stop_dashboard(proc, STOP_TIMEOUT_S)  # stops any Jupyter server the same way
             signal.signal(signal.SIGTERM, previous)

@@ -117,8 +117,12 @@ def run_live(
     rate: float = 1000.0,
     anomaly_rate: float | None = None,
     seed: int | None = None,
+    dashboard_port: int | None = None,
 ) -> int:
-    """Bring everything up, show live figures until Ctrl-C, then take down what was started."""
+    """Bring everything up, show live figures until Ctrl-C, then take down what was started.
+
+    With ``dashboard_port`` the Voilà dashboard is served there too and its link printed.
+    """
     stop = threading.Event()
     simulator_lines: list[str] = []
 
@@ -144,6 +148,13 @@ def run_live(
                     name="workbench-simulator",
                 )
             )
+        dashboard = None
+        if dashboard_port is not None:
+            from workbench.voila import dashboard_url, start_dashboard, stop_dashboard
+
+            log = settings.data_dir / "voila.log"
+            dashboard = start_dashboard(settings, port=dashboard_port, log=log)
+            _say(f"dashboard: {dashboard_url('127.0.0.1', dashboard_port)}  (log: {log})")
         for t in threads:
             t.start()
         _say(f"live on {settings.bootstrap} ({settings.backend}); Ctrl-C stops everything")
@@ -153,5 +164,7 @@ def run_live(
             stop.set()
             for t in threads:
                 t.join(60)
+            if dashboard is not None:
+                stop_dashboard(dashboard)
     _say("stopped")
     return 0

@@ -75,7 +75,7 @@ def worker() -> ThreadPoolExecutor:
 
 
 class EnsembleDetector(ParamsMixin):
-    """Every detector on one batch; one finding per anomalous reading.
+    """Every detector on one batch; one finding per anomalous reading and metric.
 
     ``use_novelty`` (the NAB detector per device and metric) is off by default: on the simulator
     its range-scaled novelty flags ordinary sensor noise (thousands of false alerts) and its
@@ -177,7 +177,7 @@ class EnsembleDetector(ParamsMixin):
         return sum(d.state_bytes for d in self.components.values())
 
     def process_batch(self, readings: Sequence[Reading]) -> list[Finding]:
-        """Score then learn a batch; one finding per reading at or above the threshold."""
+        """Score then learn a batch: one finding per reading and metric at or over the threshold."""
         return self.detect(columnar(readings))
 
     def detect(
@@ -198,10 +198,10 @@ class EnsembleDetector(ParamsMixin):
         findings = _run(enabled, batches, limit, learn)
         if pending is not None:
             findings += pending.result()
-        best: dict[tuple[str, int], Finding] = {}
-        top: dict[tuple[str, int], float] = {}
+        best: dict[tuple[str, int, str | None], Finding] = {}
+        top: dict[tuple[str, int, str | None], float] = {}
         for f in findings:
-            key = (f.device_id, f.seq)
+            key = (f.device_id, f.seq, f.metric)
             held = best.get(key)
             if held is None:
                 best[key], top[key] = f, f.score

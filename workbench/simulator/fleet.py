@@ -9,6 +9,7 @@ for whole blocks of readings at once (rounds × devices) with numpy, which keeps
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import msgspec
@@ -39,6 +40,19 @@ SITES: tuple[Site, ...] = (
     Site("Sydney", -33.8688, 151.2093, 10.0),
 )
 SITE_SPREAD_KM = 6.0
+
+
+def nearest_site(lat: float, lon: float, within_km: float = 100.0) -> str:
+    """The name of the site a position belongs to, or 'elsewhere' beyond ``within_km``."""
+    best, best_km = "elsewhere", within_km
+    for site in SITES:
+        dx = (lon - site.lon) * math.cos(math.radians(site.lat))
+        km = math.hypot(lat - site.lat, dx) * KM_PER_DEGREE
+        if km <= best_km:
+            best, best_km = site.name, km
+    return best
+
+
 """Standard deviation of a device's distance from its site centre, per axis."""
 
 TYPE_SHARES: dict[str, float] = {

@@ -83,11 +83,18 @@ class RollingAggregates:
                 self._energy_first[r.device_id] = (device_type, r.energy)
             self._energy_last[r.device_id] = r.energy
 
+    def energy_by_device(self) -> dict[str, float]:
+        """Energy (kWh) each metered device's register advanced since it was first seen."""
+        return {
+            device_id: max(0.0, self._energy_last[device_id] - first)
+            for device_id, (_type, first) in self._energy_first.items()
+        }
+
     def snapshot(self) -> dict[str, dict[str, object]]:
         """Per device type: devices seen, readings in the window, metric stats, energy figures."""
         energy: dict[str, float] = defaultdict(float)
-        for device_id, (device_type, first) in self._energy_first.items():
-            energy[device_type] += max(0.0, self._energy_last[device_id] - first)
+        for device_id, kwh in self.energy_by_device().items():
+            energy[self._energy_first[device_id][0]] += kwh
         out: dict[str, dict[str, object]] = {}
         for device_type, buckets in self._buckets.items():
             if not buckets:

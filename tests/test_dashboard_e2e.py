@@ -1,0 +1,194 @@
+"""The Voilà dashboard end to end: `workbench up` (real Kafka, simulator, Voilà) in Chromium.
+
+Screenshots (desktop and phone) are saved under ``artifacts/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.kafka_helpers import PORT_BASE
+from workbench import schema
+from workbench.bench import dashboard_page as dash
+from workbench.bench.browser import chromium
+from workbench.config import Settings
+from workbench.streams.clients import make_producer
+from workbench.ui.buffers import READING_COLUMNS
+from workbench.ui.controls import ALERT_COLUMNS
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+KAFKA_PORT = PORT_BASE + 300
+DASHBOARD_PORT = PORT_BASE + 350
+
+
+@pytest.fixture(scope="module")
+def workbench_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """`workbench up` with its dashboard; Ctrl-C at the end must leave nothing running."""
+    data = tmp_path_factory.mktemp("up-dashboard")
+    env = {
+        **os.environ,
+        "WORKBENCH_KAFKA_PORT": str(KAFKA_PORT),
+        "WORKBENCH_DATA_DIR": str(data),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    command = [sys.executable, "-m", "workbench.cli", "up", "--devices", "200", "--rate", "1000"]
+    up = subprocess.Popen(
+        [*command, "--seed", "5", "--dashboard-port", str(DASHBOARD_PORT)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(up.stdout), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 180
+    url = None
+    try:
+        while url is None and time.monotonic() < deadline and up.poll() is None:
+            time.sleep(0.3)
+            found = re.search(r"dashboard: (http://\S+)", "".join(lines))
+            url = found and found.group(1)
+        assert url == f"http://localhost:{DASHBOARD_PORT}/", "".join(lines)
+        yield {
+            "url": url,
+            "settings": Settings.from_env(bootstrap_servers=f"localhost:{KAFKA_PORT}"),
+        }
+        up.send_signal(signal.SIGINT)
+        assert up.wait(90) == 0, "".join(lines)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    reader.join(5)
+    leftovers = subprocess.run(
+        ["pgrep", "-f", f"--port={DASHBOARD_PORT}"], capture_output=True, text=True
+    ).stdout
+    assert leftovers == "", "Voilà is still running after Ctrl-C"
+
+
+@pytest.fixture(scope="module")
+def page(workbench_up: dict) -> Iterator:
+    with chromium() as context:
+        yield dash.open_dashboard(context, workbench_up["url"])
+
+
+def _svg(page, title: str) -> str:
+    return page.locator(".wb-card", has_text=title).locator("svg").first.inner_html()
+
+
+def test_charts_change_over_time(page) -> None:
+    page.wait_for_function(
+        "() => /[1-9][\\d,]* msgs\\/s/.test(document.body.innerText)", timeout=60_000
+    )
+    before_trend, before_map = _svg(page, "Trend"), _svg(page, "Map")
+    before_total = page.locator(".wb-stat", has_text="total").inner_text()
+    time.sleep(4)
+    assert _svg(page, "Trend") != before_trend
+    assert page.locator(".wb-stat", has_text="total").inner_text() != before_total
+    assert _svg(page, "Map") != before_map or "devices drawn" in page.inner_text("body")
+
+
+def _thermostat(seq: int, temperature: float) -> schema.Thermostat:
+    return schema.Thermostat(
+        device_id="thermostat-e2e-01",
+        ts=datetime.now(UTC),
+        seq=seq,
+        lat=52.52,
+        lon=13.40,
+        firmware="4.2.1",
+        temperature=temperature,
+        humidity=45.0,
+        power=900.0,
+        energy=100.0 + seq * 0.001,
+    )
+
+
+def test_an_injected_anomaly_appears_in_the_alert_feed(page, workbench_up: dict) -> None:
+    producer = make_producer(workbench_up["settings"], client_id="e2e-injector")
+    try:
+        for seq in range(120):
+            reading = _thermostat(seq, 21.0 + 0.05 * (seq % 3))
+            producer.send("iot.readings", schema.encode(reading), key=reading.device_id.encode())
+            time.sleep(0.1)
+        spike = _thermostat(120, 85.0)
+        producer.send("iot.readings", schema.encode(spike), key=spike.device_id.encode())
+        producer.flush(10)
+    finally:
+        producer.close()
+    feed = page.locator(".wb-alert-feed")
+    # The spike's alert, explained with the observed value and its unit.
+    spike_line = "sudden spike in temperature on thermostat-e2e-01: observed 85.00 °C"
+    page.wait_for_function(
+        "line => document.querySelector('.wb-alert-feed')?.innerText.includes(line)",
+        arg=spike_line,
+        timeout=30_000,
+    )
+    assert "spike" in feed.inner_text()
+    history = page.locator(".wb-alert-history")
+    page.locator(".wb-card", has_text="Alert history").locator("input").fill("thermostat-e2e-01")
+    page.wait_for_function(
+        "() => /[1-9]\\d* of \\d+ matching/.test("
+        "document.querySelector('.wb-alert-history').innerText)",
+        timeout=10_000,
+    )
+    assert "thermostat-e2e-01" in history.inner_text()
+
+
+def test_the_threshold_slider_changes_the_kernels_pipeline(page) -> None:
+    assert dash.pipeline_threshold(page) == "0.10"
+    seconds = dash.set_threshold(page, 0.35)
+    assert dash.pipeline_threshold(page) == "0.35"
+    assert seconds < 10
+    dash.set_threshold(page, 0.10)
+
+
+def test_csv_export_downloads_readings_and_alerts(page) -> None:
+    page.locator(".wb-export").click()
+    links = page.locator("a.wb-download")
+    links.first.wait_for(timeout=20_000)
+    contents = []
+    for i in range(2):
+        with page.expect_download() as info:
+            links.nth(i).click()
+        contents.append((info.value.suggested_filename, Path(info.value.path()).read_text()))
+    (readings_name, readings), (alerts_name, alerts) = contents
+    assert readings_name.startswith("readings-") and readings_name.endswith(".csv")
+    rows = list(csv.reader(io.StringIO(readings)))
+    assert tuple(rows[0]) == READING_COLUMNS
+    assert len(rows) > 100
+    assert all(r[2] in schema.METRICS for r in rows[1:])
+    assert alerts_name.startswith("alerts-")
+    alert_rows = list(csv.reader(io.StringIO(alerts)))
+    assert tuple(alert_rows[0]) == ALERT_COLUMNS
+    assert len(alert_rows) > 1
+
+
+def test_layout_fits_a_phone_and_screenshots_are_saved(page) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        # Voilà scrolls inside the page: a tall viewport captures the whole dashboard.
+        page.set_viewport_size({"width": 1400, "height": 2000})
+        time.sleep(1)
+        page.screenshot(path=ARTIFACTS / "dashboard-desktop.png")
+        page.set_viewport_size({"width": 390, "height": 844})
+        time.sleep(1.5)
+        assert dash.overflowing(page) == []
+        page.set_viewport_size({"width": 390, "height": 5200})
+        time.sleep(1)
+        page.screenshot(path=ARTIFACTS / "dashboard-phone.png")
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1000})

@@ -1,0 +1,94 @@
+"""What a viewer does on the live dashboard page, for the browser test and the benchmark."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+READY = ".wb-dash .wb-pipeline-threshold"
+
+_WATCH_PROBE = """() => {
+  window.__wbLatency = [];
+  const probe = document.querySelector('.wb-trend-probe');
+  new MutationObserver(() => {
+    const now = Date.now();
+    try {
+      for (const ts of JSON.parse(probe.innerText || '[]')) window.__wbLatency.push(now - ts);
+    } catch (e) {}
+  }).observe(probe, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def open_dashboard(context: Any, url: str, timeout_s: float = 90.0) -> Any:
+    """A new page on the dashboard, once its widgets are on screen."""
+    page = context.new_page()
+    page.goto(url, timeout=timeout_s * 1000)
+    page.wait_for_selector(READY, timeout=timeout_s * 1000)
+    return page
+
+
+def pipeline_threshold(page: Any) -> str:
+    """The threshold the kernel's pipeline reports it uses."""
+    return page.inner_text(".wb-pipeline-threshold").strip()
+
+
+def set_threshold(page: Any, value: float, timeout_s: float = 10.0) -> float:
+    """Type ``value`` into the threshold slider; seconds until the page shows the pipeline uses it.
+
+    That is the whole round trip: browser → kernel → detection thread (between two batches) →
+    kernel → browser.
+    """
+    readout = page.locator(".wb-threshold .widget-readout")
+    want = f"{value:.2f}"
+    readout.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(want)
+    started = time.perf_counter()
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "want => document.querySelector('.wb-pipeline-threshold')?.innerText.trim() === want",
+        arg=want,
+        timeout=timeout_s * 1000,
+        polling="raf",
+    )
+    return time.perf_counter() - started
+
+
+def select_device(page: Any, device_id: str) -> None:
+    """Follow one device in the trend chart."""
+    box = page.locator(".wb-device input")
+    box.fill(device_id)
+    box.press("Enter")
+    page.wait_for_function(
+        "d => document.body.innerText.includes(d + ':')", arg=device_id, timeout=10_000
+    )
+
+
+def watch_latency(page: Any) -> None:
+    """From now on, record how old each reading is when its point reaches the trend chart."""
+    page.evaluate(_WATCH_PROBE)
+
+
+def latencies_ms(page: Any) -> list[float]:
+    return page.evaluate("() => window.__wbLatency || []")
+
+
+def overflowing(page: Any) -> list[str]:
+    """What sticks out past the viewport's right edge ("tag.class: N px"); empty when it fits."""
+    return page.evaluate(
+        """() => {
+          const w = document.documentElement.clientWidth;
+          const out = [];
+          const page = document.documentElement.scrollWidth - w;
+          if (page > 1) out.push(`page: ${page} px`);
+          for (const el of document.querySelectorAll('.wb-dash *')) {
+            // inside a scrolling table or a chart (clipped to it) content may extend: boxes may not
+            if (el.parentElement.closest('.wb-scroll, .bqplot')) continue;
+            const r = el.getBoundingClientRect();
+            const cls = el.className.baseVal ?? el.className;
+            if (r.width > 0 && r.height > 0 && r.right - w > 1)
+              out.push(`${el.tagName.toLowerCase()}.${cls}: ${Math.round(r.right - w)} px`);
+          }
+          return out;
+        }"""
+    )

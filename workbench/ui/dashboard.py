@@ -1,0 +1,186 @@
+"""The live dashboard: every panel on one viewer's session, refreshed without blocking the kernel.
+
+The charts that follow the stream (overview, trend, alert feed) redraw four times a second; the
+fleet views (map, device mix, energy, alert history, tuning effect) at the chosen interval
+(1–10 s). Either way the UI rate is independent of the ingest rate. A hidden ``Play`` widget
+ticks from the browser; when the ticks stop (tab closed) the watchdog stops this viewer's
+pipeline, so its kernel goes idle and the server culls it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import Any
+
+import ipywidgets as widgets
+
+from workbench.config import Settings
+from workbench.ui.alerts_view import AlertFeedPanel, AlertHistoryPanel
+from workbench.ui.controls import ControlsPanel
+from workbench.ui.fleet_views import DistributionPanel, EnergyPanel, MapPanel
+from workbench.ui.overview import OverviewPanel
+from workbench.ui.session import LiveSession
+from workbench.ui.style import CSS
+from workbench.ui.trend import TrendPanel
+from workbench.ui.tuning import TuningPanel
+
+LIVE_TICK_S = 0.25
+HEARTBEAT_MS = 1_000
+WATCHDOG_S = 30.0
+"""Stop the pipeline when the page's heartbeat has been silent this long."""
+DEVICE_OPTIONS = 500
+GIL_SWITCH_S = 0.001
+
+
+class Dashboard:
+    """All panels for one ``LiveSession``; display it in a notebook or let Voilà render it."""
+
+    def __init__(self, session: LiveSession | None = None, heartbeat: bool = True) -> None:
+        self.session = session or LiveSession()
+        s = self.session
+        self.overview = OverviewPanel(s)
+        self.trend = TrendPanel(s)
+        self.distribution = DistributionPanel()
+        self.energy = EnergyPanel()
+        self.map = MapPanel()
+        self.feed = AlertFeedPanel(s.alerts)
+        self.history = AlertHistoryPanel(s.alerts)
+        self.tuning = TuningPanel(s)
+        self.controls = ControlsPanel(s, on_clear=self._after_clear)
+        self.heartbeat = widgets.Play(
+            value=0,
+            min=0,
+            max=10**9,
+            interval=HEARTBEAT_MS,
+            layout=widgets.Layout(display="none"),
+        )
+        self.last_beat: float | None = None
+        self.heartbeat.observe(self._beat, "value")
+        grid = widgets.Box(
+            [
+                self.overview.widget,
+                self.trend.widget,
+                self.feed.widget,
+                self.tuning.widget,
+                self.map.widget,
+                self.distribution.widget,
+                self.energy.widget,
+                self.history.widget,
+                self.controls.widget,
+            ]
+        )
+        grid.add_class("wb-grid")
+        self.widget = widgets.VBox([widgets.HTML(CSS), grid, self.heartbeat])
+        self.widget.add_class("wb-dash")
+        self._use_heartbeat = heartbeat
+        self._task: asyncio.Task | None = None
+        self.stopped_reason: str | None = None
+
+    @classmethod
+    def from_env(cls, **session_options: Any) -> Dashboard:
+        """A dashboard on the cluster and topics the environment configures."""
+        return cls(LiveSession(Settings.from_env(), **session_options))
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    # -- life cycle ------------------------------------------------------------------------
+    def start(self) -> Dashboard:
+        """Start the refresh loop on the kernel's loop, and the session (returns at once).
+
+        With the heartbeat on, the session starts with the page's first tick: a kernel Voilà
+        preheats for the next viewer then consumes nothing until someone is looking.
+        """
+        # The kernel's main thread serves widgets while the consumer and detection threads hold
+        # the GIL in turns; a shorter switch interval (default 5 ms) keeps the page responsive.
+        sys.setswitchinterval(GIL_SWITCH_S)
+        if not self._use_heartbeat:
+            self.session.start()
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+        return self
+
+    async def stop(self, reason: str = "stopped") -> None:
+        self.stopped_reason = reason
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        await self.session.stop()
+
+    def _beat(self, _change: object) -> None:
+        self.last_beat = time.monotonic()
+        if not self.session.started and self.stopped_reason is None:
+            self.session.start()
+
+    def _after_clear(self) -> None:
+        self.trend._reselect()
+        self.refresh_live()
+
+    # -- refreshing ------------------------------------------------------------------------
+    def refresh_live(self) -> None:
+        self.overview.refresh()
+        self.trend.refresh()
+        self.feed.refresh()
+
+    async def refresh_fleet(self) -> None:
+        s = self.session
+        agg = s.stage.aggregates
+
+        def gather() -> tuple[dict, dict, dict]:
+            return agg.snapshot(), dict(agg.latest), agg.energy_by_device()
+
+        snapshot, latest, energy = await s.stage.between_batches(gather)
+        self.distribution.refresh(latest)
+        self.map.refresh(latest, s.alerts.active())
+        hours = (
+            s.recent.span_s() / 3600
+            if s.first_data is None or s.data_now is None
+            else ((s.data_now - s.first_data).total_seconds() / 3600)
+        )
+        self.energy.refresh(snapshot, energy, latest, hours)
+        self.history.refresh()
+        self.tuning.refresh()
+        ids = sorted(d for d, r in latest.items() if r.device_type == self.trend.type_dd.value)
+        self.trend.set_options(ids[:DEVICE_OPTIONS])
+
+    def _kick_heartbeat(self) -> None:
+        """Play only ticks after ``playing`` goes False → True while a page shows it, and the
+        kernel cannot tell when a page appears: flip it until the first tick arrives."""
+        self.heartbeat.playing = False
+        self.heartbeat.playing = True
+
+    async def _run(self) -> None:
+        last_fleet = last_kick = 0.0
+        while True:
+            await asyncio.sleep(LIVE_TICK_S)
+            if self._use_heartbeat and self.last_beat is None:
+                if time.monotonic() - last_kick >= 1.0:
+                    last_kick = time.monotonic()
+                    self._kick_heartbeat()
+                continue
+            if self._watchdog_expired():
+                await self.stop("the page stopped sending heartbeats (closed?)")
+                return
+            if not self.controls.auto.value:
+                continue
+            try:
+                self.refresh_live()
+                if time.monotonic() - last_fleet >= self.controls.interval.value:
+                    last_fleet = time.monotonic()
+                    await self.refresh_fleet()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a view error must not end the refresh loop
+                self.controls.links.value = f"refresh failed: {exc!r}"
+
+    def _watchdog_expired(self) -> bool:
+        """Armed by the first tick (a preheated kernel has no page yet)."""
+        return (
+            self._use_heartbeat
+            and self.last_beat is not None
+            and time.monotonic() - self.last_beat > WATCHDOG_S
+        )

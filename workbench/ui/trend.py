@@ -1,0 +1,195 @@
+"""Metric trend for one device or a device type (mean), with the alerts on it as markers."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from datetime import datetime
+
+import bqplot as bq
+import ipywidgets as widgets
+import numpy as np
+
+from workbench import schema
+from workbench.alerts.model import Alert
+from workbench.schema import Reading
+from workbench.streams.validate import ReadingBatch
+from workbench.ui.buffers import as_datetime64, minmax_downsample
+from workbench.ui.session import LiveSession
+from workbench.ui.style import SEVERITY_COLOURS, card, full_width
+
+MAX_POINTS = 2_000
+"""Most points drawn per chart (SVG stays smooth with a few thousand)."""
+SERIES_SIZE = 20_000
+TYPE_MEAN = "all devices (mean)"
+
+
+class TrendPanel:
+    """Pick a type, a metric and optionally a device; the chart follows the live stream."""
+
+    def __init__(self, session: LiveSession, device_type: str = "thermostat") -> None:
+        self.session = session
+        self.type_dd = widgets.Dropdown(
+            options=list(schema.METRICS), value=device_type, description="type"
+        )
+        self.metric_dd = widgets.Dropdown(description="metric")
+        self.device_cb = widgets.Combobox(
+            placeholder=TYPE_MEAN, description="device", ensure_option=False
+        )
+        self.device_cb.add_class("wb-device")
+        self.x_scale = bq.DateScale()
+        self.y_scale = bq.LinearScale()
+        self.line = bq.Lines(scales={"x": self.x_scale, "y": self.y_scale}, colors=["#1f77b4"])
+        self.markers = bq.Scatter(
+            scales={"x": self.x_scale, "y": self.y_scale},
+            default_size=48,
+            stroke="black",
+            tooltip=bq.Tooltip(fields=["x", "y"], formats=["%H:%M:%S", ".2f"]),
+        )
+        self.y_axis = bq.Axis(scale=self.y_scale, orientation="vertical")
+        self.figure = bq.Figure(
+            marks=[self.line, self.markers],
+            axes=[bq.Axis(scale=self.x_scale, tick_format="%H:%M:%S"), self.y_axis],
+            animation_duration=0,
+            fig_margin={"top": 10, "bottom": 30, "left": 50, "right": 10},
+            layout=widgets.Layout(width="100%", height="300px", min_width="0"),
+        )
+        self.status = widgets.HTML()
+        self.probe = widgets.HTML(layout=widgets.Layout(display="none"))
+        """Timestamps (ms) of the points each update added: lets a test time produce → screen."""
+        self.probe.add_class("wb-trend-probe")
+        controls = widgets.HBox(
+            [full_width(self.type_dd), full_width(self.metric_dd), full_width(self.device_cb)],
+            layout=widgets.Layout(flex_flow="row wrap", width="100%"),
+        )
+        self.widget = card("Trend", controls, self.figure, self.status, self.probe)
+        self._x: deque[datetime] = deque(maxlen=SERIES_SIZE)
+        self._y: deque[float] = deque(maxlen=SERIES_SIZE)
+        self._marks: deque[Alert] = deque(maxlen=500)
+        self._new: deque[datetime] = deque(maxlen=200)
+        self._dirty = True
+        self._second, self._sum, self._count = -1, 0.0, 0
+        self._set_metrics()
+        self.type_dd.observe(self._on_type, "value")
+        self.metric_dd.observe(lambda _c: self._reselect(), "value")
+        self.device_cb.observe(lambda _c: self._reselect(), "value")
+        session.batch_listeners.append(self._on_batch)
+        session.alert_listeners.append(self._on_alerts)
+
+    # -- selection -------------------------------------------------------------------------
+    @property
+    def device(self) -> str | None:
+        return self.device_cb.value.strip() or None
+
+    def _set_metrics(self) -> None:
+        metrics = list(schema.METRICS[self.type_dd.value])
+        self.metric_dd.options = metrics
+        self.metric_dd.value = "temperature" if "temperature" in metrics else metrics[0]
+        self.y_axis.label = f"{self.metric_dd.value} ({schema.UNITS[self.metric_dd.value]})"
+
+    def _on_type(self, _change: object) -> None:
+        self.device_cb.value = ""
+        self._set_metrics()
+        self._reselect()
+
+    def _matches(self, r: Reading) -> bool:
+        return r.device_type == self.type_dd.value and (
+            self.device is None or r.device_id == self.device
+        )
+
+    def _reselect(self) -> None:
+        """Rebuild the series from the buffered readings for the new selection."""
+        metric = self.metric_dd.value
+        if metric is None:
+            return
+        self.y_axis.label = f"{metric} ({schema.UNITS[metric]})"
+        self._x.clear()
+        self._y.clear()
+        self._second, self._sum, self._count = -1, 0.0, 0
+        self._marks.clear()
+        picked = [r for r in self.session.recent.snapshot() if self._matches(r)]
+        if self.device is None:
+            self._add_means(picked)
+        else:
+            self._x.extend(r.ts for r in picked)
+            self._y.extend(getattr(r, metric) for r in picked)
+        self._marks.extend(a for a in self.session.alerts.by_id.values() if self._marks_alert(a))
+        self._dirty = True
+
+    def set_options(self, device_ids: list[str]) -> None:
+        """Offer these devices of the selected type in the device box."""
+        if list(self.device_cb.options) != device_ids:
+            self.device_cb.options = device_ids
+
+    # -- feeding ---------------------------------------------------------------------------
+    def _add_means(self, readings: list[Reading]) -> None:
+        """One point per second of data: the type's mean over that second's readings."""
+        metric = self.metric_dd.value
+        for r in readings:
+            second = int(r.ts.timestamp())
+            value = getattr(r, metric)
+            if second == self._second:
+                self._sum += value
+                self._count += 1
+                self._y[-1] = self._sum / self._count
+            elif second > self._second:
+                self._second, self._sum, self._count = second, value, 1
+                self._x.append(datetime.fromtimestamp(second + 0.5, r.ts.tzinfo))
+                self._y.append(value)
+            self._new.append(r.ts)
+
+    def _on_batch(self, batch: ReadingBatch) -> None:
+        picked = [r for r in batch.readings if self._matches(r)]
+        if not picked:
+            return
+        if self.device is None:
+            self._add_means(picked)
+        else:
+            metric = self.metric_dd.value
+            self._x.extend(r.ts for r in picked)
+            self._y.extend(getattr(r, metric) for r in picked)
+            self._new.extend(r.ts for r in picked)
+        self._dirty = True
+
+    def _marks_alert(self, a: Alert) -> bool:
+        return (
+            a.device_type == self.type_dd.value
+            and a.metric == self.metric_dd.value
+            and a.observed is not None
+            and (self.device is None or a.device_id == self.device)
+        )
+
+    def _on_alerts(self, alerts: list[Alert]) -> None:
+        fresh = [a for a in alerts if self._marks_alert(a)]
+        if fresh:
+            self._marks.extend(fresh)
+            self._dirty = True
+
+    # -- drawing ---------------------------------------------------------------------------
+    def refresh(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        x = as_datetime64(self._x)
+        y = np.fromiter(self._y, float, len(self._y))
+        x, y = minmax_downsample(x, y, MAX_POINTS)
+        start = x[0] if len(x) else None
+        marks = [
+            a for a in self._marks if start is None or as_datetime64([a.last_seen])[0] >= start
+        ]
+        with self.line.hold_sync():
+            self.line.x, self.line.y = x, y
+        with self.markers.hold_sync():
+            self.markers.x = as_datetime64(a.last_seen for a in marks)
+            self.markers.y = np.array([a.observed for a in marks], dtype=float)
+            colours = [SEVERITY_COLOURS.get(a.severity, "#777") for a in marks]
+            self.markers.colors = colours or ["#777"]
+        what = self.device or f"{self.type_dd.value} · {TYPE_MEAN}"
+        newest = self._x[-1].strftime("%H:%M:%S") if self._x else "–"
+        self.status.value = (
+            f'<span class="wb-note">{what}: {len(self._x):,} points ({len(x):,} drawn), '
+            f"{len(marks)} alert markers, newest {newest} UTC</span>"
+        )
+        if self._new:
+            self.probe.value = json.dumps([round(t.timestamp() * 1000) for t in self._new])
+            self._new.clear()
