@@ -228,6 +228,13 @@ def cmd_eval_simulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lab(args: argparse.Namespace) -> int:
+    """workbench lab: JupyterLab on the notebooks, kernels on the workbench's cluster."""
+    from workbench.lab import run_lab
+
+    return run_lab(_settings(args), port=args.port, open_browser=not args.no_browser)
+
+
 def cmd_bench_detect(args: argparse.Namespace) -> int:
     """workbench bench detect: readings/s per detector and batch size; memory at 10,000 devices."""
     from workbench.bench.detect import format_table, run_detect_bench
@@ -311,6 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--ip", default="127.0.0.1", help="address to listen on (default %(default)s; 0.0.0.0: all)"
     )
     p.set_defaults(func=cmd_dashboard)
+
+    p = sub.add_parser("lab", parents=[common], help="JupyterLab on the exploration notebooks")
+    p.add_argument(
+        "--port",
+        type=_port,
+        default=8888,
+        help="port on 127.0.0.1 (default %(default)s, or the next free one)",
+    )
+    p.add_argument("--no-browser", action="store_true", help="print the link, open no browser")
+    p.set_defaults(func=cmd_lab)
 
     p = sub.add_parser("bench", help="benchmarks against the real local Kafka")
     bench = p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")

@@ -1,0 +1,1 @@
+"""Helpers for the exploration notebooks: bounded reads of a topic, tables, charts, live views."""
