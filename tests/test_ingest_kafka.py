@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -213,17 +214,31 @@ def test_broker_restart_during_consumption_loses_no_reading(
     threading.Thread(target=produce_steadily, daemon=True).start()
     bouncer = threading.Thread(target=bounce_broker, daemon=True)
     bouncer.start()
-    got, _source = asyncio.run(
-        consume(
-            settings,
-            topics["readings"],
-            f"g-{uuid.uuid4().hex[:6]}",
-            until=lambda got: (
-                producer_done.is_set() and len({(r.device_id, r.seq) for r in got}) >= total
-            ),
-            timeout_s=150,
+    try:
+        got, _source = asyncio.run(
+            consume(
+                settings,
+                topics["readings"],
+                f"g-{uuid.uuid4().hex[:6]}",
+                until=lambda got: (
+                    producer_done.is_set() and len({(r.device_id, r.seq) for r in got}) >= total
+                ),
+                timeout_s=150,
+            )
         )
-    )
+    except TimeoutError as exc:
+        # Tell a reading the producer never wrote from one the source failed to deliver.
+        on_topic = {
+            (r["device_id"], r["seq"])
+            for r in map(
+                json.loads,
+                (rec.value for rec in read_topic(settings, topics["readings"], total, 20)),
+            )
+        }
+        raise AssertionError(
+            f"{exc}; {len(sent - on_topic)} sent readings are not on the topic (producer side), "
+            f"{len(on_topic)} are"
+        ) from exc
     bouncer.join()
     assert {(r.device_id, r.seq) for r in got} == sent
     assert len(sent) == total

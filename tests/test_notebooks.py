@@ -415,3 +415,23 @@ def test_lab_refuses_a_bad_port_saying_what_is_allowed(
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["lab", "--port", port])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_live_components_run_in_a_kernel_and_follow_the_stream(
+    kafka: Settings, topics: dict[str, str]
+) -> None:
+    simulate_into(kafka, topics, devices=40, rate=400.0, count=2_000, seed=4, backfill_s=60)
+    nb = with_parameters(
+        "live_components.ipynb",
+        READINGS_TOPIC=topics["readings"],
+        TRUTH_TOPIC=topics["truth"],
+        START="earliest",
+        WAIT_FOR_READINGS=2_000,
+    )
+    execute(nb, kafka)
+    shown = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and shows_widget(c)]
+    assert len(shown) == 3  # the whole dashboard, then the trend and tuning panels alone
+    out = "\n".join(text(c) for c in nb.cells if c.cell_type == "code")
+    assert "total 2,000 msgs" in out
+    assert "pipeline threshold: 0.30" in out
+    assert re.search(r"threshold 0\.05 would have raised \d+ alerts in [\d.]+ min", out)

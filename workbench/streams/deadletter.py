@@ -45,3 +45,17 @@ class DeadLetterWriter:
             self.topic,
             ((r.key, r.value or b"", deadletter_headers(r)) for r in rejected),
         )
+
+    def close(self) -> None:
+        self.producer.close()
+
+
+class CountOnlyDeadLetters:
+    """Stands in for the writer in a pipeline that does not own the dead-letter topic (a
+    dashboard viewer's): rejects are counted by the source but not written again."""
+
+    def publish(self, rejected: Iterable[Rejected]) -> int:
+        return sum(1 for _ in rejected)
+
+    def close(self) -> None:
+        pass

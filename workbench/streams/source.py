@@ -29,12 +29,13 @@ from workbench.streams.clients import (
     make_consumer,
     make_producer,
 )
-from workbench.streams.deadletter import DeadLetterWriter
+from workbench.streams.deadletter import CountOnlyDeadLetters, DeadLetterWriter
 from workbench.streams.metrics import PipelineMetrics
 from workbench.streams.validate import ReadingBatch, ReadingValidator, reject_all
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+DeadLetters = DeadLetterWriter | CountOnlyDeadLetters
 
 MAX_BACKOFF_S = 5.0
 
@@ -65,6 +66,8 @@ class from_kafka_readings(Source):
     group_id: consumer group (viewers that must each see everything need their own group).
     partitions: explicit partitions instead of group-managed assignment.
     start: where a group with no committed offsets begins, 'earliest' or 'latest'.
+    deadletter_topic: where rejected records go; None when another pipeline owns that topic
+        (a dashboard viewer's): they are then only counted.
     max_batch: most records per poll and per emitted batch.
     commit_interval_s: commit processed offsets at most this often (and always on stop).
     """
@@ -80,7 +83,7 @@ class from_kafka_readings(Source):
         poll_timeout_s: float = 0.05,
         commit_interval_s: float = 1.0,
         validator: ReadingValidator | None = None,
-        deadletter_topic: str = TOPIC_DEADLETTER,
+        deadletter_topic: str | None = TOPIC_DEADLETTER,
         **kwargs: Any,
     ) -> None:
         if max_batch < 1:
@@ -123,8 +126,10 @@ class from_kafka_readings(Source):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
 
-    def _open(self) -> tuple[ConsumerBackend, DeadLetterWriter]:
+    def _open(self) -> tuple[ConsumerBackend, DeadLetters]:
         consumer = make_consumer(self.settings, self.options)
+        if self.deadletter_topic is None:
+            return consumer, CountOnlyDeadLetters()
         producer = make_producer(self.settings, client_id="workbench-deadletter")
         return consumer, DeadLetterWriter(producer, self.deadletter_topic)
 
@@ -156,7 +161,7 @@ class from_kafka_readings(Source):
                 self.metrics.status = "stopped"
             self.finished.set()
 
-    async def _consume(self, consumer: ConsumerBackend, deadletters: DeadLetterWriter) -> None:
+    async def _consume(self, consumer: ConsumerBackend, deadletters: DeadLetters) -> None:
         self.metrics.status = "consuming"
         while not self.stopped:
             fetched = await self._retry("polling Kafka", self._fetch, consumer)
@@ -175,7 +180,7 @@ class from_kafka_readings(Source):
             await self._commit(consumer)
 
     async def _handle(
-        self, raw: RecordBatch, batch: ReadingBatch, deadletters: DeadLetterWriter
+        self, raw: RecordBatch, batch: ReadingBatch, deadletters: DeadLetters
     ) -> bool:
         """Dead-letter, emit, mark offsets for commit. False when stopped before it was done."""
         if (
@@ -226,8 +231,8 @@ class from_kafka_readings(Source):
                 del self._pending[partition]
         self._last_commit = time.monotonic()
 
-    async def _close(self, consumer: ConsumerBackend, deadletters: DeadLetterWriter) -> None:
-        for close in (consumer.close, deadletters.producer.close):
+    async def _close(self, consumer: ConsumerBackend, deadletters: DeadLetters) -> None:
+        for close in (consumer.close, deadletters.close):
             try:
                 await self._in_thread(close)
             except Exception as exc:

@@ -36,7 +36,7 @@ class OverviewPanel:
             ("connection", f'<span style="color:{colour}">{html.escape(status)}</span>'),
             ("throughput", f"{m.messages_per_s:,.0f} msgs/s"),
             ("total", f"{m.total:,} msgs"),
-            ("dead-lettered", f"{m.dead_lettered:,} msgs"),
+            ("rejected (malformed)", f"{m.dead_lettered:,} msgs"),
             ("consumer lag", lag),
             ("latency p50 / p95", f"{_ms(m.latency_ms_p50)} / {_ms(m.latency_ms_p95)}"),
             ("last update", age),

@@ -87,8 +87,10 @@ class LiveSession:
         self.alerts = AlertLog()
         self.detector = detector or EnsembleDetector()
         self.stage = DetectionStage(self.detector, AlertManager(policy))
+        # The pipeline of `workbench up`/`consume` owns the dead-letter topic: N viewers must not
+        # write N copies of each malformed record, so a view only counts its rejects.
         self.source = from_kafka_readings(
-            self.settings, topic=topic, group_id=self.group_id, start=start
+            self.settings, topic=topic, group_id=self.group_id, start=start, deadletter_topic=None
         )
         self.truth = TruthFeed(self.settings, truth_topic) if truth_topic else None
         self.batch_listeners: list[Callable[[ReadingBatch], object]] = []
