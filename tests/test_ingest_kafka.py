@@ -15,13 +15,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 
 from tests.kafka_helpers import consume, env_reading, produce_readings
 from workbench import schema
-from workbench.config import BACKENDS, Settings
+from workbench.config import BACKENDS, TOPIC_DEADLETTER, Settings
 from workbench.streams import deadletter
 from workbench.streams.clients import make_producer
+from workbench.streams.topics import ensure_topics
 
 pytestmark = pytest.mark.kafka
 
@@ -89,6 +90,38 @@ def test_bad_records_go_to_the_dead_letter_topic_with_reason_and_origin(
     assert len(partitions) == 1  # one key, one partition: offsets 0..5 in order
     offsets = [int(dict(r.headers)[deadletter.HEADER_OFFSET]) for r in records]
     assert offsets == list(range(len(crafted)))
+
+
+def test_a_viewer_pipeline_counts_rejects_without_writing_dead_letters(
+    kafka: Settings, topics: dict[str, str]
+) -> None:
+    ensure_topics(kafka)  # the default dead-letter topic exists, so a write would show
+    producer = make_producer(kafka)
+    producer.send(topics["readings"], b"{not json", key=b"env-0001")
+    producer.send(topics["readings"], schema.encode(env_reading(1, 0)), key=b"env-0001")
+    producer.flush()
+    before = _end_offset(kafka, TOPIC_DEADLETTER)
+    readings, source = asyncio.run(
+        consume(
+            kafka,
+            topics["readings"],
+            f"g-{uuid.uuid4().hex[:6]}",
+            until=lambda got: len(got) >= 1,
+            deadletter_topic=None,
+        )
+    )
+    assert [r.device_id for r in readings] == ["env-0001"]
+    assert source.metrics.dead_lettered == 1  # counted, shown …
+    assert _end_offset(kafka, TOPIC_DEADLETTER) == before  # … but not written again
+
+
+def _end_offset(settings: Settings, topic: str) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return sum(consumer.end_offsets(partitions).values())
+    finally:
+        consumer.close()
 
 
 def test_clean_stop_then_restart_loses_nothing_and_repeats_nothing(
