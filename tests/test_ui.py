@@ -118,3 +118,36 @@ def test_trend_follows_a_type_mean_or_one_device_from_the_stream() -> None:
     assert device in trend.status.value
     assert len(trend.line.y) == len(trend._y)
     assert schema.UNITS["temperature"] in trend.y_axis.label
+
+
+def test_the_dashboard_benchmark_table_has_a_unit_on_every_figure() -> None:
+    from workbench.bench.dashboard import format_table
+
+    row = {
+        "offered_readings_per_s": 10_000.0,
+        "kernel_msgs_per_s": 9_980,
+        "points": 80,
+        "on_screen_ms_p50": 180.0,
+        "on_screen_ms_p95": 330.0,
+        "slider_round_trip_ms_p50": 80.0,
+        "slider_round_trip_ms_p95": 150.0,
+        "slider_round_trip_ms_max": 410.0,
+        "responsive": True,
+    }
+    table = format_table(
+        {"rates": [row], "highest_responsive_readings_per_s": 10_000.0, "responsive_below_ms": 200}
+    )
+    header, line, verdict = table.splitlines()
+    assert header.split()[:2] == ["offered/s", "kernel"] and "p95 ms" in header
+    assert line.split() == [
+        "10,000",
+        "9,980",
+        "80",
+        "180.0",
+        "330.0",
+        "80.0",
+        "150.0",
+        "410.0",
+        "yes",
+    ]
+    assert verdict.endswith("10,000 readings/s")

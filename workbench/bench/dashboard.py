@@ -122,6 +122,7 @@ def format_table(figures: dict[str, Any]) -> str:
             "on screen p50 ms",
             "p95 ms",
             "slider p50 ms",
+            "p95 ms",
             "max ms",
             "responsive",
         )
