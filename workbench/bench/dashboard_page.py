@@ -32,7 +32,7 @@ def pipeline_threshold(page: Any) -> str:
     return page.inner_text(".wb-pipeline-threshold").strip()
 
 
-def set_threshold(page: Any, value: float, timeout_s: float = 10.0) -> float:
+def set_threshold(page: Any, value: float, timeout_s: float = 5.0) -> float:
     """Type ``value`` into the threshold slider; seconds until the page shows the pipeline uses it.
 
     That is the whole round trip: browser → kernel → detection thread (between two batches) →
