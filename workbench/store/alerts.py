@@ -148,8 +148,7 @@ class AlertStore:
                 )
             prefix = "acknowledged" if state == "acknowledged" else "cleared"
             self.db.execute(
-                f"UPDATE alerts SET state = ?, {prefix}_by = ?, {prefix}_at = ? "
-                "WHERE alert_id = ?",
+                f"UPDATE alerts SET state = ?, {prefix}_by = ?, {prefix}_at = ? WHERE alert_id = ?",
                 (state, who, now, alert_id),
             )
             return before, self.get(alert_id)

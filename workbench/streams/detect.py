@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from workbench.alerts.manager import AlertManager
 from workbench.alerts.model import Alert
@@ -20,6 +20,8 @@ from workbench.models.base import Finding
 from workbench.schema import Reading
 from workbench.streams.aggregate import RollingAggregates
 from workbench.streams.validate import ReadingBatch
+
+T = TypeVar("T")
 
 
 class BatchDetector(Protocol):
@@ -71,6 +73,11 @@ class DetectionStage:
         for listener in self.listeners:
             listener(alerts)
         return alerts
+
+    async def between_batches(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the detection thread between two batches (change settings, read state
+        that the thread mutates) and return its result."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     def close(self) -> None:
         """Let the detection thread go (after the source has stopped)."""
