@@ -161,7 +161,7 @@ class ApiServer:
             default_handler_class=h.NotFoundHandler,
             default_handler_args=s,
             websocket_ping_interval=10,
-            websocket_ping_timeout=30,
+            websocket_ping_timeout=10,
             websocket_max_message_size=64 * 1024,
         )
 

@@ -114,6 +114,7 @@ class Database:
                 "or postgresql://USER@HOST:PORT/DB"
             )
         self._lock = threading.RLock()
+        self._depth = 0
         with self.transaction():
             for statement in SCHEMA.format(autoid=AUTO_ID[self.dialect]).split(";"):
                 if statement.strip():
@@ -145,19 +146,31 @@ class Database:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Database]:
-        """All statements inside commit together or not at all (the lock is held throughout)."""
+        """All statements inside commit together or not at all (the lock is held throughout);
+        a transaction opened inside another is part of it."""
         with self._lock:
-            if self.dialect == "postgresql":
-                with self._conn.transaction():
+            if self._depth:
+                self._depth += 1
+                try:
                     yield self
+                finally:
+                    self._depth -= 1
                 return
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
             try:
-                yield self
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+                if self.dialect == "postgresql":
+                    with self._conn.transaction():
+                        yield self
+                    return
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            finally:
+                self._depth = 0
 
     def close(self) -> None:
         """Close the connection."""

@@ -1,0 +1,106 @@
+"""Helpers for the live API tests: a real server on its own event-loop thread, HTTP and WebSocket
+calls against it over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+from workbench.config import Settings
+from workbench.server.app import ApiServer, ServeConfig
+from workbench.store.db import Database
+
+T = TypeVar("T")
+
+
+class RunningServer:
+    """An :class:`ApiServer` listening on a free port, its loop on a background thread."""
+
+    def __init__(self, settings: Settings, config: ServeConfig, db: Database) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+        async def make() -> ApiServer:
+            server = ApiServer(settings, config, db)
+            await server.start()
+            return server
+
+        self.server = self.run(make())
+        self.context: ssl.SSLContext | None = None
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        """Run a coroutine on the server's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call_soon(self, fn: Callable[[], T]) -> T:
+        """Run a plain function on the server's loop (its state belongs to that thread)."""
+
+        async def wrap() -> T:
+            return fn()
+
+        return self.run(wrap())
+
+    def stop(self) -> None:
+        self.run(self.server.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    def http(
+        self, method: str, path: str, token: str | None = None, body: Any = None
+    ) -> tuple[int, Any]:
+        """(status, decoded JSON body) of one request."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.server.url + path, data=data, method=method)
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30, context=self.context) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def wait_for(self, what: str, check: Callable[[], T], timeout_s: float = 60) -> T:
+        """Poll ``check`` until it returns something truthy."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            result = check()
+            if result:
+                return result
+            time.sleep(0.2)
+        raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+async def ws_connect(
+    url: str, token: str | None = None, header: bool = True, context: ssl.SSLContext | None = None
+) -> WebSocketClientConnection:
+    """Open a WebSocket; the token goes in a Bearer header or, when ``header`` is False, in
+    ``?token=``."""
+    headers = {}
+    if token is not None and header:
+        headers["Authorization"] = f"Bearer {token}"
+    elif token is not None:
+        url += ("&" if "?" in url else "?") + f"token={token}"
+    return await websocket_connect(
+        HTTPRequest(url, headers=headers, ssl_options=context), max_message_size=64 * 2**20
+    )
+
+
+async def ws_status(url: str, token: str | None = None) -> int:
+    """The HTTP status a WebSocket handshake gets (101 when it is accepted)."""
+    try:
+        ws = await ws_connect(url, token)
+    except Exception as exc:  # tornado raises HTTPClientError for refused handshakes
+        return getattr(exc, "code", 0)
+    ws.close()
+    return 101
