@@ -10,15 +10,20 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
+from workbench.broker.local import LocalBroker
 from workbench.config import Settings
+from workbench.security.tokens import ROLES, TokenStore
 from workbench.server.app import ApiServer, ServeConfig
 from workbench.store.db import Database
+from workbench.streams.topics import ensure_topics
 
 T = TypeVar("T")
 
@@ -104,3 +109,34 @@ async def ws_status(url: str, token: str | None = None) -> int:
         return getattr(exc, "code", 0)
     ws.close()
     return 101
+
+
+class Api:
+    """A running server, its topic and one token per role (plus a revoked one)."""
+
+    def __init__(self, settings: Settings, db: Database, config: ServeConfig, topic: str) -> None:
+        self.settings = settings
+        self.topic = topic
+        store = TokenStore(db)
+        self.tokens = {role: store.create(f"test-{role}", role, "tests")[0] for role in ROLES}
+        revoked, record = store.create("test-revoked", "admin", "tests")
+        store.revoke(record["token_id"], "tests")
+        self.tokens["revoked"] = revoked
+        self.running = RunningServer(settings, config, db)
+        self.server = self.running.server
+
+    def http(self, method: str, path: str, role: str | None = "viewer", body: object = None):
+        token = None if role is None else self.tokens.get(role, role)
+        return self.running.http(method, path, token, body)
+
+
+def start_api(broker: LocalBroker, tmp: Path, **config: object) -> Api:
+    if not broker.is_running():
+        broker.start()
+    topic = f"t.api.{uuid.uuid4().hex[:8]}.readings"
+    ensure_topics(broker.settings, {topic: 6, f"{topic}.truth": 1})
+    db = Database(f"sqlite:///{tmp / 'api.db'}")
+    serve = ServeConfig(
+        port=0, topic=topic, group_id=f"g-{uuid.uuid4().hex[:6]}", start="earliest", **config
+    )
+    return Api(broker.settings, db, serve, topic)

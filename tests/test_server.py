@@ -10,64 +10,28 @@ import socket
 import ssl
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.kafka_helpers import env_reading
-from tests.server_helpers import RunningServer, ws_connect, ws_status
+from tests.server_helpers import Api, start_api, ws_connect, ws_status
 from tests.test_store import make_alert
 from workbench.broker.local import LocalBroker
-from workbench.config import Settings
 from workbench.schema import encode
 from workbench.security.pseudonym import Pseudonymiser
-from workbench.security.tokens import ROLES, TokenStore
-from workbench.server.app import ServeConfig
+from workbench.security.tokens import ROLES
 from workbench.simulator import run_simulator
-from workbench.store.db import Database
 from workbench.streams.clients import make_producer
-from workbench.streams.topics import ensure_topics
 
 pytestmark = pytest.mark.kafka
 TLS = Path(__file__).parent / "data" / "tls"
 
 
-class Api:
-    """A running server, its topic and one token per role (plus a revoked one)."""
-
-    def __init__(self, settings: Settings, db: Database, config: ServeConfig, topic: str) -> None:
-        self.settings = settings
-        self.topic = topic
-        store = TokenStore(db)
-        self.tokens = {role: store.create(f"test-{role}", role, "tests")[0] for role in ROLES}
-        revoked, record = store.create("test-revoked", "admin", "tests")
-        store.revoke(record["token_id"], "tests")
-        self.tokens["revoked"] = revoked
-        self.running = RunningServer(settings, config, db)
-        self.server = self.running.server
-
-    def http(self, method: str, path: str, role: str | None = "viewer", body: object = None):
-        token = None if role is None else self.tokens.get(role, role)
-        return self.running.http(method, path, token, body)
-
-
-def _start(broker: LocalBroker, tmp: Path, **config: object) -> Api:
-    if not broker.is_running():
-        broker.start()
-    topic = f"t.api.{uuid.uuid4().hex[:8]}.readings"
-    ensure_topics(broker.settings, {topic: 6, f"{topic}.truth": 1})
-    db = Database(f"sqlite:///{tmp / 'api.db'}")
-    serve = ServeConfig(
-        port=0, topic=topic, group_id=f"g-{uuid.uuid4().hex[:6]}", start="earliest", **config
-    )
-    return Api(broker.settings, db, serve, topic)
-
-
 @pytest.fixture(scope="module")
 def api(broker: LocalBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    running = _start(broker, tmp_path_factory.mktemp("api"), max_queue=4)
+    running = start_api(broker, tmp_path_factory.mktemp("api"), max_queue=4)
     yield running
     running.running.stop()
 
@@ -314,7 +278,7 @@ def test_a_slow_client_loses_its_oldest_messages_and_never_slows_the_others(api:
 
 def test_tls_and_pseudonymised_device_ids(broker: LocalBroker, tmp_path: Path) -> None:
     key = b"a test key of more than sixteen bytes"
-    secure = _start(
+    secure = start_api(
         broker,
         tmp_path,
         certfile=TLS / "cert.pem",
