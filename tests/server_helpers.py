@@ -3,15 +3,13 @@ calls against it over loopback."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
-import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,45 +19,18 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 from workbench.broker.local import LocalBroker
 from workbench.config import Settings
 from workbench.security.tokens import ROLES, TokenStore
-from workbench.server.app import ApiServer, ServeConfig
+from workbench.server.app import ServeConfig
+from workbench.server.background import BackgroundServer
 from workbench.store.db import Database
 from workbench.streams.topics import ensure_topics
 
 T = TypeVar("T")
 
 
-class RunningServer:
-    """An :class:`ApiServer` listening on a free port, its loop on a background thread."""
+class RunningServer(BackgroundServer):
+    """A background server with HTTP helpers; ``context`` is the TLS context clients use."""
 
-    def __init__(self, settings: Settings, config: ServeConfig, db: Database) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-        async def make() -> ApiServer:
-            server = ApiServer(settings, config, db)
-            await server.start()
-            return server
-
-        self.server = self.run(make())
-        self.context: ssl.SSLContext | None = None
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
-        """Run a coroutine on the server's loop and wait for its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call_soon(self, fn: Callable[[], T]) -> T:
-        """Run a plain function on the server's loop (its state belongs to that thread)."""
-
-        async def wrap() -> T:
-            return fn()
-
-        return self.run(wrap())
-
-    def stop(self) -> None:
-        self.run(self.server.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+    context: ssl.SSLContext | None = None
 
     def http(
         self, method: str, path: str, token: str | None = None, body: Any = None

@@ -158,8 +158,8 @@ def test_settings_changes_apply_at_once_and_are_audited_bad_ones_are_refused(api
     assert status == 200
     assert after["detector"]["anomaly_threshold"] == 0.3 and after["severity"]["high"] == 0.9
     pipeline = api.server.pipeline
-    assert api.running.call_soon(lambda: pipeline.detector.anomaly_threshold) == 0.3
-    assert api.running.call_soon(lambda: pipeline.stage.manager.policy.high) == 0.9
+    assert api.running.call(lambda: pipeline.detector.anomaly_threshold) == 0.3
+    assert api.running.call(lambda: pipeline.stage.manager.policy.high) == 0.9
     audit = api.http("GET", "/api/audit?action=settings.update", "admin")[1]["items"][0]
     assert audit["old"] == {
         "detector": {"anomaly_threshold": 0.1, "use_ewma": False},

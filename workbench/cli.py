@@ -203,6 +203,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_serve(args: argparse.Namespace) -> int:
+    """workbench bench serve: WebSocket delivery while the pipeline ingests at a given rate."""
+    from workbench.bench.serve import format_table, run_serve_bench
+    from workbench.live import local_broker_for
+
+    settings = _settings(args)
+    say = (lambda _m: None) if args.json else _progress
+    with local_broker_for(settings, progress=say):
+        figures = run_serve_bench(
+            settings,
+            clients=args.clients,
+            rate=args.rate,
+            devices=args.devices,
+            seconds=args.seconds,
+            warmup_s=args.warmup,
+            progress=say,
+        )
+    print(json.dumps(figures, indent=2) if args.json else format_table(figures))
+    return 0
+
+
 def cmd_eval_nab(args: argparse.Namespace) -> int:
     """workbench eval nab: the online detector over a NAB-format corpus, NAB-scored."""
     from workbench.evaluation.nab import main as nab_main
@@ -346,6 +367,20 @@ def build_parser() -> argparse.ArgumentParser:
     b = bench.add_parser("detect", help="detectors and ensemble throughput, memory")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=cmd_bench_detect)
+    b = bench.add_parser("serve", parents=[common], help="WebSocket clients while ingesting")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("--clients", type=_positive(int, "whole number"), default=100)
+    b.add_argument(
+        "--rate", type=_positive(float, "number"), default=10_000, help="readings/s ingested"
+    )
+    b.add_argument("--devices", type=_positive(int, "whole number"), default=2_000)
+    b.add_argument(
+        "--seconds", type=_positive(float, "number"), default=20.0, help="measured seconds"
+    )
+    b.add_argument(
+        "--warmup", type=_positive(float, "number"), default=10.0, help="seconds before measuring"
+    )
+    b.set_defaults(func=cmd_bench_serve)
 
     p = sub.add_parser("eval", help="measure detection quality")
     evals = p.add_subparsers(dest="evaluation", required=True, metavar="EVALUATION")
