@@ -25,7 +25,7 @@ import numpy as np
 from workbench.bench.ingest import peak_rss_mb
 from workbench.config import Settings
 from workbench.security.tokens import TokenStore
-from workbench.server.app import ServeConfig
+from workbench.server.app import ServeConfig, freeze_startup_objects
 from workbench.server.background import BackgroundServer
 from workbench.store.db import Database
 from workbench.streams.topics import ensure_topics
@@ -46,6 +46,7 @@ async def _clients(url: str, token: str, clients: int, conn: Connection) -> dict
         for path in CHANNELS
     ]
     loop = asyncio.get_running_loop()
+    freeze_startup_objects()
     conn.send(len(sockets))
     start, until = await loop.run_in_executor(None, conn.recv)
     latencies: list[float] = []
@@ -121,6 +122,7 @@ def run_serve_bench(
         token, _ = TokenStore(db).create("bench", "viewer", "workbench bench serve")
         config = ServeConfig(port=0, topic=topic, group_id=f"bench-{topic}", start="earliest")
         background = BackgroundServer(settings, config, db)
+        freeze_startup_objects()
         server = background.server
         try:
             progress(f"server on {server.url}; connecting {clients:,} clients × {len(CHANNELS)}…")

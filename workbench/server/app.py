@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import ssl
@@ -96,6 +97,14 @@ class ServeConfig:
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(self.certfile, self.keyfile)
         return context
+
+
+def freeze_startup_objects() -> None:
+    """Exempt everything alive now (modules, classes, models: ~140,000 objects) from the cyclic
+    garbage collector's full passes, which otherwise stall every thread, the event loop's too, for
+    up to ~300 ms under load; objects made later are collected as usual. Call once, after start."""
+    gc.collect()
+    gc.freeze()
 
 
 def _int(env: os._Environ[str], name: str, default: int) -> int:

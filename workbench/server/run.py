@@ -13,7 +13,7 @@ import sys
 
 from workbench.config import Settings
 from workbench.live import REFRESH_S, StatusDisplay, local_broker_for
-from workbench.server.app import ApiServer, ServeConfig
+from workbench.server.app import ApiServer, ServeConfig, freeze_startup_objects
 from workbench.streams.topics import ensure_topics
 
 
@@ -27,6 +27,7 @@ async def _serve(server: ApiServer) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
+    freeze_startup_objects()
     tls = "TLS" if server.config.certfile else "no TLS"
     pseudo = "device ids pseudonymised" if server.config.pseudonymiser else "real device ids"
     _say(f"serving on {server.url} and {server.ws_url} ({tls}, {pseudo}); Ctrl-C stops")
