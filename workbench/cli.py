@@ -11,6 +11,7 @@ from pathlib import Path
 
 from workbench.config import BACKENDS, ConfigError, Settings
 from workbench.security.tokens import ROLES
+from workbench.store.db import NotFound
 
 
 def _positive(kind: type, what: str) -> Callable[[str], float]:
@@ -414,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ConfigError, BrokerError, ValueError) as exc:
+    except (ConfigError, BrokerError, ValueError, NotFound) as exc:
         print(f"workbench: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
