@@ -208,6 +208,32 @@ def test_bad_query_arguments_say_what_is_allowed(api: Api) -> None:
         assert status == 400 and says in reply["error"], reply
 
 
+def test_revoking_a_token_closes_its_open_sockets(api: Api) -> None:
+    body = {"name": "short-lived", "role": "viewer"}
+    status, made = api.http("POST", "/api/tokens", "admin", body)
+    assert status == 201 and made["token"].startswith("wb_")
+
+    async def run() -> tuple[object, int]:
+        doomed = await ws_connect(api.server.ws_url + "/metrics", made["token"])
+        kept = await ws_connect(api.server.ws_url + "/metrics", api.tokens["viewer"])
+        await asyncio.wait_for(doomed.read_message(), 10)
+        loop = asyncio.get_running_loop()
+        status, _ = await loop.run_in_executor(
+            None, api.http, "DELETE", f"/api/tokens/{made['token_id']}", "admin"
+        )
+        assert status == 200
+        while (message := await asyncio.wait_for(doomed.read_message(), 10)) is not None:
+            pass  # metrics already queued may still arrive; then the socket closes
+        assert await asyncio.wait_for(kept.read_message(), 10) is not None
+        kept.close()
+        return message, doomed.close_code
+
+    assert asyncio.run(run()) == (None, 4001)
+    assert api.http("GET", "/api/metrics", made["token"])[0] == 401
+    audit = api.http("GET", "/api/audit?action=token.revoke", "admin")[1]["items"]
+    assert any(made["token_id"] in a["target"] for a in audit)
+
+
 def _raw_socket_that_never_reads(port: int, path: str, token: str) -> socket.socket:
     """A WebSocket client that completes the handshake and then reads nothing at all."""
     s = socket.socket()

@@ -99,6 +99,17 @@ class TokenStore:
             )
         return before
 
+    def revoked_among(self, token_ids: set[str]) -> set[str]:
+        """Those of ``token_ids`` that are revoked (or no longer exist)."""
+        if not token_ids:
+            return set()
+        rows = self.db.query(
+            f"SELECT token_id FROM tokens WHERE revoked_at IS NULL AND token_id IN "
+            f"({', '.join('?' * len(token_ids))})",
+            sorted(token_ids),
+        )
+        return token_ids - {r["token_id"] for r in rows}
+
     def authenticate(self, token: str | None) -> Principal | None:
         """Who holds ``token``; None if it is missing, malformed, unknown or revoked."""
         if not token or not isinstance(token, str):

@@ -40,6 +40,8 @@ T = TypeVar("T")
 DEFAULT_PORT = 8765
 METRICS_INTERVAL_S = 1.0
 RETENTION_INTERVAL_S = 3600.0
+REVOCATION_CHECK_S = 10.0
+"""How often open sockets' tokens are checked (a revocation from the command line)."""
 _encode = msgspec.json.Encoder().encode
 
 
@@ -199,6 +201,7 @@ class ApiServer:
         self._tasks = [
             asyncio.ensure_future(self._broadcast_metrics()),
             asyncio.ensure_future(self._sweep_retention()),
+            asyncio.ensure_future(self._watch_revocations()),
         ]
 
     async def _broadcast_metrics(self) -> None:
@@ -217,6 +220,23 @@ class ApiServer:
                 log.exception("retention sweep failed; trying again in an hour")
             await asyncio.sleep(RETENTION_INTERVAL_S)
 
+    async def disconnect_revoked(self) -> int:
+        """Close the sockets whose tokens have been revoked since they connected; how many."""
+        clients = self.hub.all()
+        revoked = await self.in_db(self.tokens.revoked_among, {c.token_id for c in clients})
+        gone = [c for c in clients if c.token_id in revoked]
+        for client in gone:
+            client.disconnect()
+        return len(gone)
+
+    async def _watch_revocations(self) -> None:
+        while True:
+            await asyncio.sleep(REVOCATION_CHECK_S)
+            try:
+                await self.disconnect_revoked()
+            except Exception:
+                log.exception("checking open sockets' tokens failed; trying again")
+
     async def stop(self) -> None:
         """Stop listening, close clients, stop the pipeline (it commits what it handled)."""
         for task in self._tasks:
@@ -226,7 +246,10 @@ class ApiServer:
                 await task
         if self._http is not None:
             self._http.stop()
-            await self._http.close_all_connections()
+        for client in self.hub.all():
+            client.disconnect()
         self.hub.close()
+        if self._http is not None:
+            await self._http.close_all_connections()
         await self.pipeline.stop()
         self._db_thread.shutdown(wait=True)

@@ -335,6 +335,7 @@ class TokenHandler(Base):
             self.reply(await self.server.in_db(revoke))
         except NotFound as exc:
             raise HTTPError(404, str(exc)) from None
+        await self.server.disconnect_revoked()
 
 
 class Socket(Base, WebSocketHandler):
@@ -356,7 +357,12 @@ class Socket(Base, WebSocketHandler):
     def open(self, *_: str) -> None:
         assert self.principal is not None
         self.client: Client = self.server.hub.add(
-            self.channel, self._send, self.principal.name, self.filter
+            self.channel,
+            self._send,
+            self.principal.name,
+            self.filter,
+            self.principal.token_id,
+            lambda: self.close(4001, "token revoked"),
         )
 
     async def _send(self, message: bytes) -> None:

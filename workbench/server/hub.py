@@ -45,10 +45,15 @@ class Client:
         max_queue: int,
         name: str,
         wanted: ReadingFilter | None = None,
+        token_id: str = "",
+        disconnect: Callable[[], object] = lambda: None,
     ) -> None:
         self.client_id = client_id
         self.channel = channel
         self.name = name
+        self.token_id = token_id
+        self.disconnect = disconnect
+        """Closes the client's socket (when its token is revoked)."""
         self.wanted = wanted or ReadingFilter()
         self.sent = 0
         self.dropped = 0
@@ -111,10 +116,18 @@ class Hub:
         """Messages dropped for clients that have since disconnected."""
 
     def add(
-        self, channel: str, send: Send, name: str, wanted: ReadingFilter | None = None
+        self,
+        channel: str,
+        send: Send,
+        name: str,
+        wanted: ReadingFilter | None = None,
+        token_id: str = "",
+        disconnect: Callable[[], object] = lambda: None,
     ) -> Client:
         """Register a client on a channel; its writer starts at once."""
-        client = Client(next(self._ids), channel, send, self.max_queue, name, wanted)
+        client = Client(
+            next(self._ids), channel, send, self.max_queue, name, wanted, token_id, disconnect
+        )
         self.clients[channel][client.client_id] = client
         return client
 
@@ -129,13 +142,17 @@ class Hub:
         for client in self.clients[channel].values():
             client.offer(message)
 
+    def all(self) -> list[Client]:
+        """Every connected client."""
+        return [c for by_id in self.clients.values() for c in by_id.values()]
+
     def wants_readings(self) -> bool:
         """True when any client listens to readings (so they need encoding at all)."""
         return bool(self.clients["readings"])
 
     def stats(self) -> dict[str, object]:
         """Client counts, drops in all and per client."""
-        clients = [c.stats() for by_id in self.clients.values() for c in by_id.values()]
+        clients = [c.stats() for c in self.all()]
         return {
             "clients": {channel: len(by_id) for channel, by_id in self.clients.items()},
             "dropped_msgs": self.dropped_gone + sum(c["dropped_msgs"] for c in clients),
@@ -144,6 +161,5 @@ class Hub:
 
     def close(self) -> None:
         """Stop every writer."""
-        for by_id in self.clients.values():
-            for client in by_id.values():
-                client.close()
+        for client in self.all():
+            client.close()
