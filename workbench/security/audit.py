@@ -50,12 +50,7 @@ class AuditLog:
             if value is not None:
                 where.append(clause)
                 params.append(value)
-        sql = f" WHERE {' AND '.join(where)}" if where else ""
-        total = self.db.query(f"SELECT COUNT(*) AS n FROM audit{sql}", params)[0]["n"]
-        rows = self.db.query(
-            f"SELECT * FROM audit{sql} ORDER BY at DESC, id DESC LIMIT ? OFFSET ?",
-            [*params, q.limit, q.offset],
-        )
+        rows, total = self.db.page("audit", where, params, "at DESC, id DESC", q.limit, q.offset)
         return [
             {
                 "id": r["id"],
@@ -67,4 +62,4 @@ class AuditLog:
                 "new": json.loads(r["new_value"]),
             }
             for r in rows
-        ], int(total)
+        ], total

@@ -10,7 +10,7 @@ retention period are deleted.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,13 +122,10 @@ class AlertStore:
             if values:
                 where.append(f"{column} IN ({', '.join('?' * len(values))})")
                 params.extend(values)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        total = self.db.query(f"SELECT COUNT(*) AS n FROM alerts{clause}", params)[0]["n"]
-        rows = self.db.query(
-            f"SELECT * FROM alerts{clause} ORDER BY last_seen DESC, alert_id LIMIT ? OFFSET ?",
-            [*params, q.limit, q.offset],
+        rows, total = self.db.page(
+            "alerts", where, params, "last_seen DESC, alert_id", q.limit, q.offset
         )
-        return [_public(r) for r in rows], int(total)
+        return [_public(r) for r in rows], total
 
     def transition(
         self, alert_id: str, state: str, who: str, now: float | None = None
@@ -182,7 +179,3 @@ class AlertStore:
         """Alerts stored."""
         return int(self.db.query("SELECT COUNT(*) AS n FROM alerts")[0]["n"])
 
-
-def split_list(values: Sequence[str]) -> tuple[str, ...]:
-    """Query values, each possibly comma-separated, as one tuple without blanks."""
-    return tuple(v.strip() for value in values for v in value.split(",") if v.strip())

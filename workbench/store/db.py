@@ -144,6 +144,25 @@ class Database:
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
+    def page(
+        self,
+        table: str,
+        where: list[str],
+        params: list[Any],
+        order: str,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of rows matching every ``where`` clause, and how many match in all."""
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        with self._lock:
+            total = self.query(f"SELECT COUNT(*) AS n FROM {table}{clause}", params)[0]["n"]
+            rows = self.query(
+                f"SELECT * FROM {table}{clause} ORDER BY {order} LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            )
+        return rows, int(total)
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Database]:
         """All statements inside commit together or not at all (the lock is held throughout);
