@@ -6,10 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import signal
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
+import urllib.error
+import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +27,7 @@ from tests.kafka_helpers import env_reading
 from tests.server_helpers import Api, start_api, ws_connect, ws_status
 from tests.test_store import make_alert
 from workbench.broker.local import LocalBroker
+from workbench.config import Settings
 from workbench.schema import encode
 from workbench.security.pseudonym import Pseudonymiser
 from workbench.security.tokens import ROLES
@@ -352,3 +361,38 @@ def test_tls_and_pseudonymised_device_ids(broker: LocalBroker, tmp_path: Path) -
     finally:
         secure.running.stop()
 
+
+
+def test_workbench_serve_answers_with_a_token_and_stops_on_ctrl_c(
+    kafka: Settings, tmp_path: Path
+) -> None:
+    env = {**os.environ, "WORKBENCH_DATA_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    env.pop("WORKBENCH_DATABASE_URL", None)
+    made = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "token", "create", "ops", "--role", "viewer"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    token = made.stdout.strip()
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "serve", "--port", "0",
+         "--bootstrap-servers", kafka.bootstrap, "--group", f"g-{uuid.uuid4().hex[:6]}"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        line = ""
+        while "serving on" not in line:
+            line = serve.stdout.readline()
+            assert line, "workbench serve ended before serving"
+        url = re.search(r"serving on (http://\S+)", line).group(1)
+        request = urllib.request.Request(url + "/api/metrics")
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            urllib.request.urlopen(request, timeout=10)
+        request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.loads(response.read())["pipeline"]["status"] in ("starting", "consuming")
+        serve.send_signal(signal.SIGINT)
+        assert serve.wait(60) == 0
+        assert "stopped" in serve.stdout.read()
+    finally:
+        if serve.poll() is None:
+            serve.kill()
