@@ -226,7 +226,7 @@ class ApiServer:
         revoked = await self.in_db(self.tokens.revoked_among, {c.token_id for c in clients})
         gone = [c for c in clients if c.token_id in revoked]
         for client in gone:
-            client.disconnect()
+            client.disconnect(4001, "token revoked")
         return len(gone)
 
     async def _watch_revocations(self) -> None:
@@ -247,7 +247,7 @@ class ApiServer:
         if self._http is not None:
             self._http.stop()
         for client in self.hub.all():
-            client.disconnect()
+            client.disconnect(1001, "server stopping")
         self.hub.close()
         if self._http is not None:
             await self._http.close_all_connections()

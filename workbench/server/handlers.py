@@ -362,7 +362,7 @@ class Socket(Base, WebSocketHandler):
             self.principal.name,
             self.filter,
             self.principal.token_id,
-            lambda: self.close(4001, "token revoked"),
+            self.close,
         )
 
     async def _send(self, message: bytes) -> None:

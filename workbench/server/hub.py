@@ -46,14 +46,14 @@ class Client:
         name: str,
         wanted: ReadingFilter | None = None,
         token_id: str = "",
-        disconnect: Callable[[], object] = lambda: None,
+        disconnect: Callable[[int, str], object] = lambda code, reason: None,
     ) -> None:
         self.client_id = client_id
         self.channel = channel
         self.name = name
         self.token_id = token_id
         self.disconnect = disconnect
-        """Closes the client's socket (when its token is revoked)."""
+        """Closes the client's socket with a WebSocket close code and reason."""
         self.wanted = wanted or ReadingFilter()
         self.sent = 0
         self.dropped = 0
@@ -122,7 +122,7 @@ class Hub:
         name: str,
         wanted: ReadingFilter | None = None,
         token_id: str = "",
-        disconnect: Callable[[], object] = lambda: None,
+        disconnect: Callable[[int, str], object] = lambda code, reason: None,
     ) -> Client:
         """Register a client on a channel; its writer starts at once."""
         client = Client(
