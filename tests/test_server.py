@@ -82,7 +82,9 @@ def test_every_route_refuses_a_missing_wrong_or_revoked_token_and_a_lower_role(
 
 
 @pytest.mark.parametrize("path", ["/", "/metrics", "/alerts"])
-def test_every_socket_refuses_a_missing_wrong_or_revoked_token(api: Api, path: str) -> None:
+def test_every_socket_refuses_a_missing_wrong_or_revoked_token(
+    api: Api, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
     url = api.server.ws_url + path
     wrong = api.tokens["viewer"][:-2] + "xx"
 
@@ -92,7 +94,13 @@ def test_every_socket_refuses_a_missing_wrong_or_revoked_token(api: Api, path: s
         ws.close()
         return [*refused, await ws_status(url, api.tokens["viewer"])]
 
-    assert asyncio.run(statuses()) == [401, 401, 401, 101]
+    with caplog.at_level("INFO", logger="tornado"):
+        assert asyncio.run(statuses()) == [401, 401, 401, 101]
+        denied = asyncio.run(ws_status(url + "?token=" + wrong))
+    assert denied == 401
+    logged = caplog.text
+    assert "token=***" in logged and wrong not in logged  # tokens never reach the logs
+    assert api.tokens["viewer"] not in logged
 
 
 def _simulate(api: Api, devices: int = 30, count: int = 6000) -> None:

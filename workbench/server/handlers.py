@@ -8,6 +8,7 @@ message says what is wrong and what is allowed; every change is written to the a
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -32,6 +33,7 @@ MAX_PAGE = 1000
 MAX_OFFSET = 10**9
 ARG_MAX = 200
 """Longest query value accepted."""
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&]*")
 
 
 class Base(RequestHandler):
@@ -62,6 +64,11 @@ class Base(RequestHandler):
                 403, f"this needs the {role} role or above; {principal.name} is a {principal.role}"
             )
         self.principal = principal
+
+    def _request_summary(self) -> str:
+        """What tornado logs for a request, with any ``?token=`` value blanked out."""
+        uri = _TOKEN_IN_QUERY.sub(r"\1***", self.request.uri or "")
+        return f"{self.request.method} {uri} ({self.request.remote_ip})"
 
     @property
     def actor(self) -> str:
