@@ -101,12 +101,13 @@ class Api:
         return self.running.http(method, path, token, body)
 
 
-def start_api(broker: LocalBroker, tmp: Path, **config: object) -> Api:
+def start_api(broker: LocalBroker, tmp: Path, database: str | None = None, **config: object) -> Api:
+    """A server on a fresh topic and store (SQLite in ``tmp`` unless a database URL is given)."""
     if not broker.is_running():
         broker.start()
     topic = f"t.api.{uuid.uuid4().hex[:8]}.readings"
     ensure_topics(broker.settings, {topic: 6, f"{topic}.truth": 1})
-    db = Database(f"sqlite:///{tmp / 'api.db'}")
+    db = Database(database or f"sqlite:///{tmp / 'api.db'}")
     serve = ServeConfig(
         port=0, topic=topic, group_id=f"g-{uuid.uuid4().hex[:6]}", start="earliest", **config
     )

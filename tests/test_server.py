@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.kafka_helpers import env_reading
+from tests.postgres_helpers import throwaway_postgres
 from tests.server_helpers import Api, start_api, ws_connect, ws_status
 from tests.test_store import make_alert
 from workbench.broker.local import LocalBroker
@@ -369,6 +370,24 @@ def test_tls_and_pseudonymised_device_ids(broker: LocalBroker, tmp_path: Path) -
     finally:
         secure.running.stop()
 
+
+
+def test_the_api_keeps_its_store_in_postgresql_when_given_a_url(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    with throwaway_postgres() as url:
+        api = start_api(broker, tmp_path, database=url)
+        try:
+            api.server.alerts.upsert([make_alert(1), make_alert(2, days_ago=40)])
+            status, acked = api.http("POST", "/api/anomalies/a0001/ack", "analyst")
+            assert status == 200 and acked["acknowledged_by"].startswith("test-analyst")
+            assert api.http("PUT", "/api/retention", "admin", {"days": 30})[1]["deleted"] == 1
+            assert api.http("GET", "/api/anomalies")[1]["total"] == 1
+            actions = [a["action"] for a in api.http("GET", "/api/audit", "admin")[1]["items"]]
+            assert actions == ["alert.acknowledge"]
+            assert api.server.db.dialect == "postgresql"
+        finally:
+            api.running.stop()
 
 
 def test_workbench_serve_answers_with_a_token_and_stops_on_ctrl_c(
