@@ -371,7 +371,6 @@ def test_tls_and_pseudonymised_device_ids(broker: LocalBroker, tmp_path: Path) -
         secure.running.stop()
 
 
-
 def test_the_api_keeps_its_store_in_postgresql_when_given_a_url(
     broker: LocalBroker, tmp_path: Path
 ) -> None:

@@ -178,4 +178,3 @@ class AlertStore:
     def count(self) -> int:
         """Alerts stored."""
         return int(self.db.query("SELECT COUNT(*) AS n FROM alerts")[0]["n"])
-
