@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from workbench.config import BACKENDS, ConfigError, Settings
+from workbench.security.tokens import ROLES
+from workbench.store.db import NotFound
 from workbench.voila import DEFAULT_PORT as DEFAULT_DASHBOARD_PORT
 
 
@@ -160,6 +162,67 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """workbench serve: the live API (WebSocket + REST) over its own pipeline."""
+    from workbench.server.app import ServeConfig
+    from workbench.server.run import run_server
+
+    config = ServeConfig.from_env(
+        host=args.host,
+        port=args.port,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+        group_id=args.group,
+    )
+    settings = Settings.from_env(
+        bootstrap_servers=args.bootstrap_servers, backend=args.client, database_url=args.database
+    )
+    return run_server(settings, config)
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """workbench token create|list|revoke: API tokens in the workbench's store."""
+    import getpass
+
+    from workbench.security.audit import AuditLog
+    from workbench.security.tokens import TokenStore
+    from workbench.store.db import open_database
+
+    settings = Settings.from_env(database_url=args.database)
+    db = open_database(settings.database)
+    tokens, audit = TokenStore(db), AuditLog(db)
+    actor = f"{getpass.getuser()} (command line)"
+    if args.action == "create":
+        if not args.name:
+            raise ValueError("token create needs a NAME (who or what will use the token)")
+        token, record = tokens.create(args.name, args.role, actor)
+        audit.record(actor, "token.create", f"token {record['token_id']}", None, record)
+        _progress(
+            f"token {record['token_id']} for {record['name']} ({record['role']}); "
+            "shown this once, keep it safe:"
+        )
+        print(token)
+    elif args.action == "revoke":
+        if not args.name:
+            raise ValueError("token revoke needs the token's id (see `workbench token list`)")
+        before = tokens.revoke(args.name, actor)
+        after = tokens.get(args.name)
+        if before["revoked_at"] is None:
+            audit.record(actor, "token.revoke", f"token {args.name}", before, after)
+        _progress(f"token {args.name} ({after['name']}) revoked")
+    else:
+        items = tokens.list()
+        if args.json:
+            print(json.dumps(items, indent=2))
+        for t in [] if args.json else items:
+            state = f"revoked {t['revoked_at']}" if t["revoked_at"] else "active"
+            print(
+                f"{t['token_id']}  {t['role']:<8}  {t['name']:<24}  created {t['created_at']}"
+                f"  {state}"
+            )
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """workbench bench ingest: throughput and latency against the real local Kafka."""
     from workbench.bench.ingest import format_table, run_ingest_bench, sample_payloads
@@ -192,6 +255,27 @@ def cmd_bench_dashboard(args: argparse.Namespace) -> int:
     with local_broker_for(settings, progress=say):
         ensure_topics(settings)
         figures = run_dashboard_bench(settings, args.rates, args.seconds, progress=say)
+    print(json.dumps(figures, indent=2) if args.json else format_table(figures))
+    return 0
+
+
+def cmd_bench_serve(args: argparse.Namespace) -> int:
+    """workbench bench serve: WebSocket delivery while the pipeline ingests at a given rate."""
+    from workbench.bench.serve import format_table, run_serve_bench
+    from workbench.live import local_broker_for
+
+    settings = _settings(args)
+    say = (lambda _m: None) if args.json else _progress
+    with local_broker_for(settings, progress=say):
+        figures = run_serve_bench(
+            settings,
+            clients=args.clients,
+            rate=args.rate,
+            devices=args.devices,
+            seconds=args.seconds,
+            warmup_s=args.warmup,
+            progress=say,
+        )
     print(json.dumps(figures, indent=2) if args.json else format_table(figures))
     return 0
 
@@ -257,6 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--client",
         choices=BACKENDS,
         help="Kafka client backend (env WORKBENCH_KAFKA_CLIENT; default kafka-python)",
+    )
+    database_help = (
+        "alert/token store: postgresql://… (env WORKBENCH_DATABASE_URL); "
+        "default SQLite in the data directory"
     )
     parser = argparse.ArgumentParser(
         prog="workbench", description="IoT Live Workbench: live IoT analytics on Kafka + Streamz."
@@ -328,6 +416,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-browser", action="store_true", help="print the link, open no browser")
     p.set_defaults(func=cmd_lab)
+    p = sub.add_parser("serve", parents=[common], help="the live API: WebSocket and REST")
+    p.add_argument("--host", help="address to listen on (env WORKBENCH_SERVE_HOST; 127.0.0.1)")
+    p.add_argument(
+        "--port", type=int, help="port (env WORKBENCH_SERVE_PORT; default 8765; 0 picks one)"
+    )
+    p.add_argument("--certfile", type=Path, help="TLS certificate, PEM (env WORKBENCH_TLS_CERT)")
+    p.add_argument("--keyfile", type=Path, help="TLS private key, PEM (env WORKBENCH_TLS_KEY)")
+    p.add_argument("--database", metavar="URL", help=database_help)
+    p.add_argument("--group", default="workbench-serve", help="consumer group (%(default)s)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("token", help="create, list or revoke API tokens")
+    p.add_argument("action", choices=("create", "list", "revoke"))
+    p.add_argument("name", nargs="?", help="create: who the token is for; revoke: its id")
+    p.add_argument("--role", choices=ROLES, default="viewer", help="create: (default viewer)")
+    p.add_argument("--database", metavar="URL", help=database_help)
+    p.add_argument("--json", action="store_true", help="list as JSON")
+    p.set_defaults(func=cmd_token)
 
     p = sub.add_parser("bench", help="benchmarks against the real local Kafka")
     bench = p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
@@ -364,6 +470,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--seconds", type=_positive(float, "number"), default=20.0, help="per rate (default 20)"
     )
     b.set_defaults(func=cmd_bench_dashboard)
+    b = bench.add_parser("serve", parents=[common], help="WebSocket clients while ingesting")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("--clients", type=_positive(int, "whole number"), default=100)
+    b.add_argument(
+        "--rate", type=_positive(float, "number"), default=10_000, help="readings/s ingested"
+    )
+    b.add_argument("--devices", type=_positive(int, "whole number"), default=2_000)
+    b.add_argument(
+        "--seconds", type=_positive(float, "number"), default=20.0, help="measured seconds"
+    )
+    b.add_argument(
+        "--warmup", type=_positive(float, "number"), default=10.0, help="seconds before measuring"
+    )
+    b.set_defaults(func=cmd_bench_serve)
 
     p = sub.add_parser("eval", help="measure detection quality")
     evals = p.add_subparsers(dest="evaluation", required=True, metavar="EVALUATION")
@@ -397,7 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ConfigError, BrokerError, ValueError) as exc:
+    except (ConfigError, BrokerError, ValueError, NotFound) as exc:
         print(f"workbench: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

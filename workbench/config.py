@@ -62,6 +62,9 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: Path(platformdirs.user_data_dir(APP_NAME)))
     cache_dir: Path = field(default_factory=lambda: Path(platformdirs.user_cache_dir(APP_NAME)))
     security: dict[str, str] = field(default_factory=dict)
+    database_url: str | None = None
+    """Where alerts, tokens and the audit log live: a ``postgresql://`` URL, or None for SQLite
+    in the data directory."""
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -81,6 +84,7 @@ class Settings:
             "backend": env.get("WORKBENCH_KAFKA_CLIENT", "kafka-python"),
             "local_port": _env_int("WORKBENCH_KAFKA_PORT", DEFAULT_LOCAL_PORT),
             "security": {k: env[v[0]] for k, v in SECURITY_ENV.items() if env.get(v[0])},
+            "database_url": env.get("WORKBENCH_DATABASE_URL") or None,
         }
         if env.get("WORKBENCH_DATA_DIR"):
             values["data_dir"] = Path(env["WORKBENCH_DATA_DIR"])
@@ -103,6 +107,11 @@ class Settings:
         """The bootstrap servers clients connect to."""
         return self.bootstrap_servers or f"localhost:{self.local_port}"
 
+    @property
+    def database(self) -> str:
+        """The store's URL: the configured one, else ``sqlite:///DATA_DIR/workbench.db``."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'workbench.db'}"
+
     def kafka_python_security(self) -> dict[str, str]:
         """Security settings in kafka-python's keyword spelling."""
         return {SECURITY_ENV[k][1]: v for k, v in self.security.items()}
@@ -115,5 +124,7 @@ class Settings:
             "WORKBENCH_DATA_DIR": str(self.data_dir),
             "WORKBENCH_CACHE_DIR": str(self.cache_dir),
         }
+        if self.database_url:
+            env["WORKBENCH_DATABASE_URL"] = self.database_url
         env.update({SECURITY_ENV[k][0]: v for k, v in self.security.items()})
         return env

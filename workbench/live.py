@@ -48,7 +48,7 @@ def local_broker_for(settings: Settings, progress: Callable[[str], None] = _say)
             broker.stop()
 
 
-class _Display:
+class StatusDisplay:
     """Status lines redrawn in place on a terminal; printed every few seconds elsewhere (logs)."""
 
     def __init__(self) -> None:
@@ -88,7 +88,7 @@ async def _run_pipeline(
     stage = DetectionStage(EnsembleDetector(), publisher=AlertPublisher(producer))
     source.sink(stage)
     source.start()
-    display = _Display()
+    display = StatusDisplay()
     try:
         while not stop.is_set():
             display.show(

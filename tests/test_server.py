@@ -1,0 +1,428 @@
+"""The live API against a real server on loopback, fed by the real broker: authentication and
+roles on every route and socket, alerts end to end, acknowledgements and settings in the audit
+log, retention, slow clients, TLS and pseudonymisation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.kafka_helpers import env_reading
+from tests.postgres_helpers import throwaway_postgres
+from tests.server_helpers import Api, start_api, ws_connect, ws_status
+from tests.test_store import make_alert
+from workbench.broker.local import LocalBroker
+from workbench.config import Settings
+from workbench.schema import encode
+from workbench.security.pseudonym import Pseudonymiser
+from workbench.security.tokens import ROLES
+from workbench.simulator import run_simulator
+from workbench.streams.clients import make_producer
+
+pytestmark = pytest.mark.kafka
+TLS = Path(__file__).parent / "data" / "tls"
+
+
+@pytest.fixture(scope="module")
+def api(broker: LocalBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    running = start_api(broker, tmp_path_factory.mktemp("api"), max_queue=4)
+    yield running
+    running.running.stop()
+
+
+ROUTES = [
+    ("GET", "/api/openapi.json", "viewer", None),
+    ("GET", "/api/metrics", "viewer", None),
+    ("GET", "/api/devices", "viewer", None),
+    ("GET", "/api/anomalies", "viewer", None),
+    ("GET", "/api/anomalies/none", "viewer", None),
+    ("POST", "/api/anomalies/none/ack", "analyst", None),
+    ("POST", "/api/anomalies/none/clear", "analyst", None),
+    ("GET", "/api/settings", "viewer", None),
+    ("PUT", "/api/settings", "analyst", {}),
+    ("GET", "/api/retention", "viewer", None),
+    ("PUT", "/api/retention", "admin", {"days": 30}),
+    ("GET", "/api/audit", "admin", None),
+    ("GET", "/api/tokens", "admin", None),
+    ("POST", "/api/tokens", "admin", {"name": "made-by-route-test", "role": "viewer"}),
+    ("DELETE", "/api/tokens/none", "admin", None),
+    ("GET", "/api/no-such-route", "viewer", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "least", "body"), ROUTES)
+def test_every_route_refuses_a_missing_wrong_or_revoked_token_and_a_lower_role(
+    api: Api, method: str, path: str, least: str, body: object
+) -> None:
+    wrong = api.tokens["viewer"][:-2] + "xx"
+    for token in (None, wrong, "revoked", "Bearer nonsense"):
+        status, reply = api.http(method, path, token, body)
+        assert status == 401, (token, reply)
+        assert "token" in reply["error"]
+    for role in ROLES[: ROLES.index(least)]:
+        status, reply = api.http(method, path, role, body)
+        assert status == 403 and least in reply["error"], (role, reply)
+    status, _ = api.http(method, path, least, body)
+    assert status not in (401, 403)
+
+
+@pytest.mark.parametrize("path", ["/", "/metrics", "/alerts"])
+def test_every_socket_refuses_a_missing_wrong_or_revoked_token(
+    api: Api, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = api.server.ws_url + path
+    wrong = api.tokens["viewer"][:-2] + "xx"
+
+    async def statuses() -> list[int]:
+        refused = [await ws_status(url, t) for t in (None, wrong, api.tokens["revoked"])]
+        ws = await ws_connect(url, api.tokens["viewer"], header=False)  # ?token= for browsers
+        ws.close()
+        return [*refused, await ws_status(url, api.tokens["viewer"])]
+
+    with caplog.at_level("INFO", logger="tornado"):
+        assert asyncio.run(statuses()) == [401, 401, 401, 101]
+        denied = asyncio.run(ws_status(url + "?token=" + wrong))
+    assert denied == 401
+    logged = caplog.text
+    assert "token=***" in logged and wrong not in logged  # tokens never reach the logs
+    assert api.tokens["viewer"] not in logged
+
+
+def _simulate(api: Api, devices: int = 30, count: int = 6000) -> None:
+    """Replay a short fleet life with frequent anomalies into the server's topic, at once."""
+    stats = run_simulator(
+        api.settings,
+        devices=devices,
+        rate=devices / 2.0,
+        count=count,
+        anomaly_rate=1.0,
+        seed=3,
+        readings_topic=api.topic,
+        truth_topic=f"{api.topic}.truth",
+        backfill_s=count * 4.0 / devices,  # twice the replayed span: all of it is in the past
+    )
+    assert stats.sent == count
+
+
+def test_alerts_reach_sockets_store_and_rest(api: Api) -> None:
+    async def listen() -> tuple[list[dict], list[dict], list[dict]]:
+        alerts_ws = await ws_connect(api.server.ws_url + "/alerts", api.tokens["viewer"])
+        readings_ws = await ws_connect(
+            api.server.ws_url + "/?type=smart_meter", api.tokens["viewer"]
+        )
+        metrics_ws = await ws_connect(api.server.ws_url + "/metrics", api.tokens["viewer"])
+        await asyncio.get_running_loop().run_in_executor(None, _simulate, api)
+        got: dict[str, list[dict]] = {"alerts": [], "readings": [], "metrics": []}
+        deadline = time.monotonic() + 60
+        for ws, kind in ((alerts_ws, "alerts"), (readings_ws, "readings"), (metrics_ws, "metrics")):
+            while not got[kind] and time.monotonic() < deadline:
+                message = json.loads(await asyncio.wait_for(ws.read_message(), 60))
+                assert message["type"] == kind
+                got[kind].extend(message[kind] if kind != "metrics" else [message])
+            ws.close()
+        return got["alerts"], got["readings"], got["metrics"]
+
+    alerts, readings, metrics = asyncio.run(listen())
+    assert alerts and readings and metrics
+    assert {r["device_type"] for r in readings} == {"smart_meter"}
+    assert metrics[0]["pipeline"]["status"] == "consuming"
+
+    stored = api.running.wait_for(
+        "the alerts in the store",
+        lambda: (r := api.http("GET", "/api/anomalies?limit=1000")[1])["total"] and r,
+    )
+    ids = {a["alert_id"] for a in stored["items"]}
+    assert {a["alert_id"] for a in alerts} <= ids
+    status, devices = api.http("GET", "/api/devices?limit=1000")
+    assert status == 200 and devices["total"] == 30
+    assert all(d["last_reading"]["device_id"] == d["device_id"] for d in devices["items"])
+    assert {a["device_id"] for a in stored["items"]} <= {d["device_id"] for d in devices["items"]}
+
+
+def test_acknowledgements_record_who_and_when_and_are_audited(api: Api) -> None:
+    # An incident of its own (the pipeline may close its incidents at any moment).
+    api.server.alerts.upsert([make_alert(7001)])
+    status, acked = api.http("POST", "/api/anomalies/a7001/ack", "analyst")
+    assert status == 200 and acked["state"] == "acknowledged"
+    assert acked["acknowledged_by"].startswith("test-analyst") and acked["acknowledged_at"]
+    status, again = api.http("POST", "/api/anomalies/a7001/ack", "analyst")
+    assert status == 409 and "is acknowledged (by test-analyst" in again["error"]
+    status, audit = api.http("GET", "/api/audit?action=alert.acknowledge", "admin")
+    entry = next(e for e in audit["items"] if "a7001" in e["target"])
+    assert entry["actor"].startswith("test-analyst (analyst")
+    assert entry["old"] == {"state": "active"} and entry["new"]["state"] == "acknowledged"
+    filtered = api.http("GET", "/api/anomalies?state=acknowledged")[1]
+    assert "a7001" in {a["alert_id"] for a in filtered["items"]}
+    status, cleared = api.http("POST", "/api/anomalies/a7001/clear", "analyst")
+    assert status == 200 and cleared["state"] == "cleared"
+    assert cleared["cleared_by"].startswith("test-analyst")
+    assert api.http("GET", "/api/audit?action=alert.clear", "admin")[1]["total"] >= 1
+
+
+def test_settings_changes_apply_at_once_and_are_audited_bad_ones_are_refused(api: Api) -> None:
+    status, before = api.http("GET", "/api/settings")
+    assert status == 200 and before["detector"]["anomaly_threshold"] == 0.1
+    change = {"detector": {"anomaly_threshold": 0.3, "use_ewma": True}, "severity": {"high": 0.9}}
+    status, after = api.http("PUT", "/api/settings", "analyst", change)
+    assert status == 200
+    assert after["detector"]["anomaly_threshold"] == 0.3 and after["severity"]["high"] == 0.9
+    pipeline = api.server.pipeline
+    assert api.running.call(lambda: pipeline.detector.anomaly_threshold) == 0.3
+    assert api.running.call(lambda: pipeline.stage.manager.policy.high) == 0.9
+    audit = api.http("GET", "/api/audit?action=settings.update", "admin")[1]["items"][0]
+    assert audit["old"] == {
+        "detector": {"anomaly_threshold": 0.1, "use_ewma": False},
+        "severity": {"high": 0.8},
+    }
+    assert audit["new"] == change
+    for bad, says in [
+        ({"detector": {"window_size": 5}}, "window_size=5 is out of range: allowed 10 to 10000"),
+        ({"detector": {"speed": 1}}, "no detector setting 'speed'; allowed: anomaly_threshold"),
+        ({"detector": {"use_forest": "yes"}}, "use_forest='yes': it must be True or False"),
+        ({"severity": {"medium": 0.95}}, "medium=0.95 is out of range: allowed 0 to 0.9"),
+        ({"detector": {"max_devices": 5}}, "no detector setting 'max_devices'"),
+        ({"thresholds": {}}, "no settings section 'thresholds'; allowed: detector, severity"),
+        ([1, 2], "the body must be a JSON object"),
+    ]:
+        status, reply = api.http("PUT", "/api/settings", "analyst", bad)
+        assert status == 400 and says in reply["error"], (bad, reply)
+    assert api.http("GET", "/api/settings")[1] == after
+    assert api.http("GET", "/api/audit?action=settings.update", "admin")[1]["total"] == 1
+    api.http("PUT", "/api/settings", "analyst", {"detector": {"anomaly_threshold": 0.1}})
+
+
+def test_retention_change_deletes_older_alerts_and_is_audited(api: Api) -> None:
+    api.server.alerts.upsert([make_alert(9001, days_ago=25), make_alert(9002, days_ago=5)])
+    status, reply = api.http("PUT", "/api/retention", "admin", {"days": 20})
+    assert status == 200 and reply["days"] == 20 and reply["deleted"] >= 1
+    assert api.http("GET", "/api/anomalies/a9001")[0] == 404
+    assert api.http("GET", "/api/anomalies/a9002")[0] == 200
+    entry = api.http("GET", "/api/audit?action=retention.update", "admin")[1]["items"][0]
+    assert (entry["old"], entry["new"]) == (30, 20)
+    for bad in ({"days": 0}, {"days": "7"}, {"weeks": 2}, {"days": 10**6}):
+        assert api.http("PUT", "/api/retention", "admin", bad)[0] == 400
+    assert api.http("GET", "/api/retention")[1] == {"days": 20}
+    api.http("PUT", "/api/retention", "admin", {"days": 30})
+
+
+def test_bad_query_arguments_say_what_is_allowed(api: Api) -> None:
+    for query, says in [
+        ("severity=urgent", "severity='urgent' is not one of low, medium, high"),
+        ("since=yesterday", "since='yesterday' is not an ISO 8601 time"),
+        ("limit=0", "limit=0 is out of range: allowed 1 to 1000"),
+        ("offset=x", "offset='x' is not a whole number"),
+        ("state=open", "state='open' is not one of active, acknowledged, cleared"),
+    ]:
+        status, reply = api.http("GET", f"/api/anomalies?{query}")
+        assert status == 400 and says in reply["error"], reply
+
+
+def test_revoking_a_token_closes_its_open_sockets(api: Api) -> None:
+    body = {"name": "short-lived", "role": "viewer"}
+    status, made = api.http("POST", "/api/tokens", "admin", body)
+    assert status == 201 and made["token"].startswith("wb_")
+
+    async def run() -> tuple[object, int]:
+        doomed = await ws_connect(api.server.ws_url + "/metrics", made["token"])
+        kept = await ws_connect(api.server.ws_url + "/metrics", api.tokens["viewer"])
+        await asyncio.wait_for(doomed.read_message(), 10)
+        loop = asyncio.get_running_loop()
+        status, _ = await loop.run_in_executor(
+            None, api.http, "DELETE", f"/api/tokens/{made['token_id']}", "admin"
+        )
+        assert status == 200
+        while (message := await asyncio.wait_for(doomed.read_message(), 10)) is not None:
+            pass  # metrics already queued may still arrive; then the socket closes
+        assert await asyncio.wait_for(kept.read_message(), 10) is not None
+        kept.close()
+        return message, doomed.close_code
+
+    assert asyncio.run(run()) == (None, 4001)
+    assert api.http("GET", "/api/metrics", made["token"])[0] == 401
+    audit = api.http("GET", "/api/audit?action=token.revoke", "admin")[1]["items"]
+    assert any(made["token_id"] in a["target"] for a in audit)
+
+
+def _raw_socket_that_never_reads(port: int, path: str, token: str) -> socket.socket:
+    """A WebSocket client that completes the handshake and then reads nothing at all."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.sendall(
+        f"GET {path}?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return s
+
+
+def test_a_slow_client_loses_its_oldest_messages_and_never_slows_the_others(api: Api) -> None:
+    batches, per_batch = 200, 250
+    total = batches * per_batch
+    ours = {env_reading(1000 + d, 0).device_id for d in range(per_batch)}
+    counted = api.http("GET", "/api/metrics")[1]["pipeline"]["total"]
+    slow = _raw_socket_that_never_reads(api.server.port, "/", api.tokens["viewer"])
+
+    def produce() -> None:
+        producer = make_producer(api.settings)
+        for b in range(batches):
+            for d in range(per_batch):
+                r = env_reading(1000 + d, b)
+                producer.send(api.topic, encode(r), key=r.device_id.encode())
+            producer.flush()
+            time.sleep(0.02)
+        producer.close()
+
+    async def fast_clients() -> list[int]:
+        url, token = api.server.ws_url + "/", api.tokens["viewer"]
+        clients = [await ws_connect(url, token) for _ in range(3)]
+        feeder = threading.Thread(target=produce)
+        feeder.start()
+
+        async def count(ws) -> int:
+            seen = 0
+            while seen < total:  # readings of this test's devices (earlier tests' may trail in)
+                message = await asyncio.wait_for(ws.read_message(), 60)
+                seen += sum(r["device_id"] in ours for r in json.loads(message)["readings"])
+            ws.close()
+            return seen
+
+        counts = await asyncio.gather(*(count(ws) for ws in clients))
+        feeder.join()
+        return counts
+
+    try:
+        assert asyncio.run(fast_clients()) == [total] * 3  # every reading, nothing dropped
+        metrics = api.http("GET", "/api/metrics")[1]
+        assert metrics["pipeline"]["total"] - counted >= total  # the pipeline kept up
+        stuck = [c for c in metrics["clients"]["per_client"] if c["channel"] == "readings"]
+        assert len(stuck) == 1 and stuck[0]["dropped_msgs"] > 0  # only the slow one lost any
+        assert stuck[0]["queued_msgs"] <= 4
+        assert metrics["clients"]["dropped_msgs"] >= stuck[0]["dropped_msgs"]
+    finally:
+        slow.close()
+    api.running.wait_for(
+        "the vanished client to be forgotten",
+        lambda: api.http("GET", "/api/metrics")[1]["clients"]["clients"]["readings"] == 0,
+    )
+
+
+def test_tls_and_pseudonymised_device_ids(broker: LocalBroker, tmp_path: Path) -> None:
+    key = b"a test key of more than sixteen bytes"
+    secure = start_api(
+        broker,
+        tmp_path,
+        certfile=TLS / "cert.pem",
+        keyfile=TLS / "key.pem",
+        pseudonymiser=Pseudonymiser(key),
+    )
+    context = ssl.create_default_context(cafile=str(TLS / "cert.pem"))
+    secure.running.context = context
+    try:
+        assert secure.server.url.startswith("https://")
+        secure.running.context = ssl.create_default_context()  # does not trust the test CA
+        with pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED"):
+            secure.http("GET", "/api/metrics")
+        secure.running.context = context
+        assert secure.http("GET", "/api/metrics")[0] == 200
+
+        async def first_readings() -> list[dict]:
+            ws = await ws_connect(
+                secure.server.ws_url + "/", secure.tokens["viewer"], context=context
+            )
+            await asyncio.get_running_loop().run_in_executor(None, _simulate, secure, 10, 1500)
+            message = json.loads(await asyncio.wait_for(ws.read_message(), 60))
+            ws.close()
+            return message["readings"]
+
+        readings = asyncio.run(first_readings())
+        alias = Pseudonymiser(key)
+        real = {f"{t}-{n:04d}" for t in ("thermostat", "smart_meter", "air_quality", "env_sensor")
+                for n in range(10)}  # fmt: skip
+        assert readings and all(r["device_id"].startswith("dev-") for r in readings)
+        assert {r["device_id"] for r in readings} <= {alias.device(d) for d in real}
+        stored = secure.running.wait_for(
+            "pseudonymised alerts",
+            lambda: (r := secure.http("GET", "/api/anomalies?limit=1000")[1])["total"] and r,
+        )
+        devices = secure.http("GET", "/api/devices?limit=1000")[1]["items"]
+        text = json.dumps([stored, devices])
+        assert not any(d in text for d in real)  # no real id anywhere, explanations included
+        some = stored["items"][0]["device_id"]
+        assert secure.http("GET", f"/api/anomalies?device={some}")[1]["total"] >= 1
+    finally:
+        secure.running.stop()
+
+
+def test_the_api_keeps_its_store_in_postgresql_when_given_a_url(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    with throwaway_postgres() as url:
+        api = start_api(broker, tmp_path, database=url)
+        try:
+            api.server.alerts.upsert([make_alert(1), make_alert(2, days_ago=40)])
+            status, acked = api.http("POST", "/api/anomalies/a0001/ack", "analyst")
+            assert status == 200 and acked["acknowledged_by"].startswith("test-analyst")
+            assert api.http("PUT", "/api/retention", "admin", {"days": 20})[0] == 200
+            assert api.http("GET", "/api/anomalies/a0002")[0] == 404  # older than 20 days
+            assert api.http("GET", "/api/anomalies")[1]["total"] == 1
+            actions = [a["action"] for a in api.http("GET", "/api/audit", "admin")[1]["items"]]
+            assert actions == ["retention.update", "alert.acknowledge"]
+            assert api.server.db.dialect == "postgresql"
+        finally:
+            api.running.stop()
+
+
+def test_workbench_serve_answers_with_a_token_and_stops_on_ctrl_c(
+    kafka: Settings, tmp_path: Path
+) -> None:
+    env = {**os.environ, "WORKBENCH_DATA_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    env.pop("WORKBENCH_DATABASE_URL", None)
+    made = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "token", "create", "ops", "--role", "viewer"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    token = made.stdout.strip()
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "serve", "--port", "0",
+         "--bootstrap-servers", kafka.bootstrap, "--group", f"g-{uuid.uuid4().hex[:6]}"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        line = ""
+        while "serving on" not in line:
+            line = serve.stdout.readline()
+            assert line, "workbench serve ended before serving"
+        url = re.search(r"serving on (http://\S+)", line).group(1)
+        request = urllib.request.Request(url + "/api/metrics")
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            urllib.request.urlopen(request, timeout=10)
+        request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.loads(response.read())["pipeline"]["status"] in ("starting", "consuming")
+        serve.send_signal(signal.SIGINT)
+        assert serve.wait(60) == 0
+        assert "stopped" in serve.stdout.read()
+    finally:
+        if serve.poll() is None:
+            serve.kill()

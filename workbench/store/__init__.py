@@ -1,0 +1,1 @@
+"""Persistent state of the live API: alerts with their lifecycle, tokens, the audit log."""
