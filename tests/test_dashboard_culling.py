@@ -6,11 +6,13 @@ import socket
 import time
 
 import psutil
+import pytest
 
 from workbench.bench import dashboard_page as dash
 from workbench.bench.browser import chromium
 from workbench.config import Settings
-from workbench.voila import start_dashboard, stop_dashboard
+from workbench.security.manage import create_token
+from workbench.voila import DashboardError, start_dashboard, stop_dashboard
 
 
 def _free_port() -> int:
@@ -49,8 +51,9 @@ def test_a_closed_page_frees_its_kernel(kafka: Settings, tmp_path) -> None:
         server = psutil.Process(proc.pid)
         assert _wait_for(lambda: len(_kernels(server)) == 1, 60)  # the preheated one
         preheated = {k.pid for k in _kernels(server)}
+        token, _ = create_token(kafka, "culling test", "viewer", "test")
         with chromium() as context:
-            page = dash.open_dashboard(context, f"http://127.0.0.1:{port}/")
+            page = dash.open_dashboard(context, f"http://127.0.0.1:{port}/?token={token}")
             assert _wait_for(lambda: len(_kernels(server)) == 2, 60)  # viewer's + new preheated
             # The page's heartbeat reached the kernel: its pipeline started, the watchdog is armed.
             page.wait_for_function(
@@ -67,3 +70,13 @@ def test_a_closed_page_frees_its_kernel(kafka: Settings, tmp_path) -> None:
     finally:
         stop_dashboard(proc)
     assert not psutil.pid_exists(proc.pid) or psutil.Process(proc.pid).status() == "zombie"
+
+
+def test_a_taken_port_is_refused_before_voila_starts(kafka: Settings, tmp_path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        with pytest.raises(DashboardError, match=f"port {port} on 127.0.0.1 is in use"):
+            start_dashboard(kafka, port=port, log=tmp_path / "voila.log")
+    assert not (tmp_path / "voila.log").exists()  # nothing was started

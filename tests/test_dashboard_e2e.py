@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +27,8 @@ from workbench import schema
 from workbench.bench import dashboard_page as dash
 from workbench.bench.browser import chromium
 from workbench.config import Settings
+from workbench.security.manage import create_token, revoke_token
+from workbench.security.tokens import authenticate
 from workbench.streams.clients import make_producer
 from workbench.ui.buffers import READING_COLUMNS
 from workbench.ui.controls import ALERT_COLUMNS
@@ -56,6 +60,7 @@ def workbench_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(up.stdout), daemon=True)
     reader.start()
+    settings = Settings.from_env(bootstrap_servers=f"localhost:{KAFKA_PORT}", data_dir=data)
     deadline = time.monotonic() + 180
     url = None
     try:
@@ -63,17 +68,18 @@ def workbench_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             time.sleep(0.3)
             found = re.search(r"dashboard: (http://\S+)", "".join(lines))
             url = found and found.group(1)
-        assert url == f"http://localhost:{DASHBOARD_PORT}/", "".join(lines)
-        yield {
-            "url": url,
-            "settings": Settings.from_env(bootstrap_servers=f"localhost:{KAFKA_PORT}"),
-        }
+        assert url and url.startswith(f"http://localhost:{DASHBOARD_PORT}/?token=wb_"), "".join(
+            lines
+        )
+        yield {"url": url, "settings": settings}
         up.send_signal(signal.SIGINT)
         assert up.wait(90) == 0, "".join(lines)
     finally:
         if up.poll() is None:
             up.kill()
     reader.join(5)
+    # The link's token died with the server.
+    assert authenticate(url.split("token=")[1], settings) is None
     leftovers = subprocess.run(
         ["pgrep", "-f", f"--port={DASHBOARD_PORT}"], capture_output=True, text=True
     ).stdout
@@ -84,6 +90,32 @@ def workbench_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 def page(workbench_up: dict) -> Iterator:
     with chromium() as context:
         yield dash.open_dashboard(context, workbench_up["url"])
+
+
+def _status(url: str) -> tuple[int, str]:
+    """Status and redirect target of a GET, redirects not followed."""
+
+    class Stay(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *_args: object, **_kwargs: object) -> None:
+            return None
+
+    try:
+        with urllib.request.build_opener(Stay).open(url, timeout=30) as response:
+            return response.status, ""
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Location", "")
+
+
+def test_the_dashboard_admits_only_workbench_tokens(workbench_up: dict) -> None:
+    base = workbench_up["url"].split("?")[0]
+    assert _status(workbench_up["url"]) == (200, "")
+    refused = [_status(base), _status(base + "?token=wb_0000_guess")]
+    token, record = create_token(workbench_up["settings"], "e2e viewer", "viewer", "e2e test")
+    assert _status(f"{base}?token={token}")[0] == 200
+    revoke_token(workbench_up["settings"], record["token_id"], "e2e test")
+    refused.append(_status(f"{base}?token={token}"))
+    for status, location in refused:  # sent to the login form, never shown the page
+        assert status == 302 and location.startswith("/login"), (status, location)
 
 
 def _svg(page, title: str) -> str:

@@ -13,6 +13,7 @@ from workbench.config import BACKENDS, ConfigError, Settings
 from workbench.security.tokens import ROLES
 from workbench.store.db import NotFound
 from workbench.voila import DEFAULT_PORT as DEFAULT_DASHBOARD_PORT
+from workbench.voila import DashboardError
 
 
 def _positive(kind: type, what: str) -> Callable[[str], float]:
@@ -141,17 +142,23 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     from workbench.live import local_broker_for
     from workbench.streams.topics import ensure_topics
-    from workbench.voila import dashboard_url, start_dashboard, stop_dashboard
+    from workbench.voila import dashboard_url, link_token, start_dashboard, stop_dashboard
 
     settings = _settings(args)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with local_broker_for(settings, progress=_progress):
+    with (
+        local_broker_for(settings, progress=_progress),
+        link_token(settings, "workbench dashboard") as token,
+    ):
         ensure_topics(settings)
         log = settings.data_dir / "voila.log"
         proc = start_dashboard(settings, port=args.port, ip=args.ip, log=log)
-        _progress(f"dashboard: {dashboard_url(args.ip, args.port)}  (log: {log}; Ctrl-C stops)")
+        _progress(
+            f"dashboard: {dashboard_url(args.ip, args.port, token)}  (log: {log}; Ctrl-C stops)\n"
+            "  others need a token of their own: workbench token create NAME --role viewer"
+        )
         try:
             while not stop.wait(0.5):
                 if proc.poll() is not None:
@@ -184,19 +191,16 @@ def cmd_token(args: argparse.Namespace) -> int:
     """workbench token create|list|revoke: API tokens in the workbench's store."""
     import getpass
 
-    from workbench.security.audit import AuditLog
+    from workbench.security.manage import create_token, revoke_token
     from workbench.security.tokens import TokenStore
     from workbench.store.db import open_database
 
     settings = Settings.from_env(database_url=args.database)
-    db = open_database(settings.database)
-    tokens, audit = TokenStore(db), AuditLog(db)
     actor = f"{getpass.getuser()} (command line)"
     if args.action == "create":
         if not args.name:
             raise ValueError("token create needs a NAME (who or what will use the token)")
-        token, record = tokens.create(args.name, args.role, actor)
-        audit.record(actor, "token.create", f"token {record['token_id']}", None, record)
+        token, record = create_token(settings, args.name, args.role, actor)
         _progress(
             f"token {record['token_id']} for {record['name']} ({record['role']}); "
             "shown this once, keep it safe:"
@@ -205,13 +209,10 @@ def cmd_token(args: argparse.Namespace) -> int:
     elif args.action == "revoke":
         if not args.name:
             raise ValueError("token revoke needs the token's id (see `workbench token list`)")
-        before = tokens.revoke(args.name, actor)
-        after = tokens.get(args.name)
-        if before["revoked_at"] is None:
-            audit.record(actor, "token.revoke", f"token {args.name}", before, after)
+        after = revoke_token(settings, args.name, actor)
         _progress(f"token {args.name} ({after['name']}) revoked")
     else:
-        items = tokens.list()
+        items = TokenStore(open_database(settings.database)).list()
         if args.json:
             print(json.dumps(items, indent=2))
         for t in [] if args.json else items:
@@ -517,7 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ConfigError, BrokerError, ValueError, NotFound) as exc:
+    except (ConfigError, BrokerError, DashboardError, ValueError, NotFound) as exc:
         print(f"workbench: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -129,7 +129,7 @@ def run_live(
     def simulator_progress(message: str) -> None:
         simulator_lines[:] = [f"simulator: {message}"]
 
-    with local_broker_for(settings):
+    with local_broker_for(settings), contextlib.ExitStack() as exits:
         created = ensure_topics(settings)
         if created:
             _say(f"created topics {', '.join(created)}")
@@ -150,11 +150,12 @@ def run_live(
             )
         dashboard = None
         if dashboard_port is not None:
-            from workbench.voila import dashboard_url, start_dashboard, stop_dashboard
+            from workbench.voila import dashboard_url, link_token, start_dashboard, stop_dashboard
 
             log = settings.data_dir / "voila.log"
+            token = exits.enter_context(link_token(settings, "workbench up"))
             dashboard = start_dashboard(settings, port=dashboard_port, log=log)
-            _say(f"dashboard: {dashboard_url('127.0.0.1', dashboard_port)}  (log: {log})")
+            _say(f"dashboard: {dashboard_url('127.0.0.1', dashboard_port, token)}  (log: {log})")
         for t in threads:
             t.start()
         _say(f"live on {settings.bootstrap} ({settings.backend}); Ctrl-C stops everything")

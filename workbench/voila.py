@@ -6,17 +6,22 @@ pipeline when the page's heartbeat stops, then the server culls the idle kernel.
 
 from __future__ import annotations
 
+import contextlib
+import getpass
 import os
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from workbench.config import Settings
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "dashboards" / "live_dashboard.ipynb"
 DEFAULT_PORT = 8866
+IDENTITY_PROVIDER = "workbench.security.jupyter_auth.WorkbenchIdentityProvider"
 CULL_IDLE_S = 120
 """Idle kernels (their page gone, their pipeline stopped by the watchdog) are shut down after
 this long (s)."""
@@ -27,9 +32,15 @@ class DashboardError(RuntimeError):
 
 
 def voila_command(
-    notebook: Path, port: int, ip: str = "127.0.0.1", cull_idle_s: int = CULL_IDLE_S
+    notebook: Path,
+    port: int,
+    ip: str = "127.0.0.1",
+    cull_idle_s: int = CULL_IDLE_S,
+    auth: bool = True,
 ) -> list[str]:
-    """The Voilà command line: no browser, no tracebacks for viewers, a preheated kernel."""
+    """The Voilà command line: no browser, no tracebacks for viewers, a preheated kernel, and
+    (``auth``) workbench tokens required of every viewer."""
+    login = [f"--Voila.identity_provider_class={IDENTITY_PROVIDER}"] if auth else []
     return [
         sys.executable,
         "-m",
@@ -44,6 +55,7 @@ def voila_command(
         "--MappingKernelManager.buffer_offline_messages=False",
         f"--MappingKernelManager.cull_idle_timeout={cull_idle_s}",
         f"--MappingKernelManager.cull_interval={max(1, min(30, cull_idle_s // 4))}",
+        *login,
     ]
 
 
@@ -56,6 +68,7 @@ def start_dashboard(
     timeout_s: float = 60.0,
     cull_idle_s: int = CULL_IDLE_S,
     env: dict[str, str] | None = None,
+    auth: bool = True,
 ) -> subprocess.Popen:
     """Start Voilà on ``notebook`` with the workbench's settings in its kernels' environment.
 
@@ -63,10 +76,11 @@ def start_dashboard(
     """
     if not notebook.exists():
         raise DashboardError(f"no dashboard notebook at {notebook} (run from a checkout)")
+    _check_port_free(ip, port)
     env = {**os.environ, **settings.export_env(), **(env or {})}
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
     proc = subprocess.Popen(
-        voila_command(notebook, port, ip, cull_idle_s),
+        voila_command(notebook, port, ip, cull_idle_s, auth),
         env=env,
         cwd=notebook.parent,
         stdout=out,
@@ -90,10 +104,39 @@ def start_dashboard(
     raise DashboardError(f"Voilà did not answer on port {port} within {timeout_s:.0f} s")
 
 
-def dashboard_url(ip: str, port: int) -> str:
-    """The link to give viewers."""
+def dashboard_url(ip: str, port: int, token: str | None = None) -> str:
+    """The link to give viewers (with a token it opens without the login form)."""
     host = "localhost" if ip in ("127.0.0.1", "0.0.0.0", "::") else ip
-    return f"http://{host}:{port}/"
+    return f"http://{host}:{port}/" + (f"?token={token}" if token else "")
+
+
+@contextlib.contextmanager
+def link_token(settings: Settings, purpose: str) -> Iterator[str]:
+    """A viewer token for the printed dashboard link, revoked when the server stops (audited).
+
+    Viewer, the least role: the link opens the dashboard and could read the live API, no more.
+    """
+    from workbench.security.manage import create_token, revoke_token
+
+    actor = f"{getpass.getuser()} ({purpose})"
+    token, record = create_token(settings, f"dashboard link ({purpose})", "viewer", actor)
+    try:
+        yield token
+    finally:
+        revoke_token(settings, record["token_id"], actor)
+
+
+def _check_port_free(ip: str, port: int) -> None:
+    """Refuse a taken port up front: the readiness probe would otherwise reach whatever holds it."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will bind it
+        try:
+            s.bind((ip, port))
+        except OSError as exc:
+            raise DashboardError(
+                f"port {port} on {ip} is in use ({exc.strerror}); stop what holds it or choose "
+                "another port (workbench up --dashboard-port P, workbench dashboard --port P)"
+            ) from exc
 
 
 def stop_dashboard(proc: subprocess.Popen, timeout_s: float = 15.0) -> None:

@@ -8,6 +8,7 @@ threshold slider and times the round trip to the kernel's pipeline and back to t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -24,7 +25,7 @@ from workbench.bench import dashboard_page as dash
 from workbench.bench.browser import chromium
 from workbench.config import Settings
 from workbench.simulator.fleet import Fleet
-from workbench.voila import start_dashboard, stop_dashboard
+from workbench.voila import link_token, start_dashboard, stop_dashboard
 
 RESPONSIVE_MS = 200.0
 """Responsive: 95 % of slider round trips are faster than this."""
@@ -52,6 +53,8 @@ def _measure_rate(
     )
     port = _free_port()
     log = settings.data_dir / "bench-voila.log"
+    links = contextlib.ExitStack()
+    token = links.enter_context(link_token(settings, "workbench bench dashboard"))
     server = start_dashboard(settings, port=port, log=log)
     # The devices run in their own process (librdkafka producer): their cost is not the page's.
     sim = subprocess.Popen(
@@ -65,7 +68,7 @@ def _measure_rate(
     )
     try:
         with chromium() as context:
-            page = dash.open_dashboard(context, f"http://127.0.0.1:{port}/")
+            page = dash.open_dashboard(context, f"http://127.0.0.1:{port}/?token={token}")
             dash.select_device(page, device)
             time.sleep(2)  # let the consumer settle on its partitions
             dash.watch_latency(page)
@@ -84,6 +87,7 @@ def _measure_rate(
         sim.send_signal(signal.SIGINT)
         sim.wait(60)
         stop_dashboard(server)
+        links.close()
     kernel_rate = re.search(r"([\d,]+) msgs/s", throughput)
     processed = re.findall(r"(\d[\d,]*) ms", pipeline)
     return {
