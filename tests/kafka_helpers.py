@@ -13,8 +13,10 @@ from workbench.streams.clients import make_producer
 from workbench.streams.source import from_kafka_readings
 from workbench.streams.validate import ReadingBatch
 
-#: Base of the ports the tests' brokers use; set it to run two checkouts' suites side by side.
-PORT_BASE = int(os.environ.get("WORKBENCH_TEST_PORT_BASE", "39092"))
+#: Base of the ports the tests' brokers and servers use (base … base + 400); set it to run two
+#: checkouts' suites side by side. Below Linux's ephemeral range (32768–60999), so an outgoing
+#: connection never happens to hold one of them.
+PORT_BASE = int(os.environ.get("WORKBENCH_TEST_PORT_BASE", "19092"))
 
 
 def env_reading(device: int, seq: int) -> schema.EnvSensor:
