@@ -44,12 +44,6 @@ class RecentReadings:
         """A copy that later batches do not change."""
         return list(self._readings)
 
-    def span_s(self) -> float:
-        """Data time covered, first to last reading (s)."""
-        if len(self._readings) < 2:
-            return 0.0
-        return (self._readings[-1].ts - self._readings[0].ts).total_seconds()
-
     def clear(self) -> None:
         self._readings.clear()
 

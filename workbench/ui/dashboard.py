@@ -138,12 +138,7 @@ class Dashboard:
         snapshot, latest, energy = await s.stage.between_batches(gather)
         self.distribution.refresh(latest)
         self.map.refresh(latest, s.alerts.active())
-        hours = (
-            s.recent.span_s() / 3600
-            if s.first_data is None or s.data_now is None
-            else ((s.data_now - s.first_data).total_seconds() / 3600)
-        )
-        self.energy.refresh(snapshot, energy, latest, hours)
+        self.energy.refresh(snapshot, energy, latest, s.span_hours())
         self.history.refresh()
         self.tuning.refresh()
         ids = sorted(d for d, r in latest.items() if r.device_type == self.trend.type_dd.value)

@@ -23,7 +23,6 @@ from workbench.config import TOPIC_READINGS, TOPIC_TRUTH, Settings
 from workbench.evaluation.events import KindScore, score_events
 from workbench.evaluation.replay import ReplayResult, replay
 from workbench.models.ensemble import EnsembleDetector
-from workbench.schema import Reading
 from workbench.streams.detect import DetectionStage
 from workbench.streams.source import from_kafka_readings
 from workbench.streams.validate import ReadingBatch
@@ -175,14 +174,6 @@ class LiveSession:
         self.applied_at = self.data_now
 
     # -- reading state ---------------------------------------------------------------------
-    async def aggregates(self) -> dict[str, dict[str, object]]:
-        """Per-type rolling aggregates (see ``RollingAggregates.snapshot``)."""
-        return await self.stage.between_batches(self.stage.aggregates.snapshot)
-
-    async def latest(self) -> dict[str, Reading]:
-        """Each device's most recent reading."""
-        return await self.stage.between_batches(lambda: dict(self.stage.aggregates.latest))
-
     def quality(self) -> KindScore | None:
         """Precision and recall against the simulator's truth since the settings took effect.
 
