@@ -119,7 +119,7 @@ class Dashboard:
             self.session.start()
 
     def _after_clear(self) -> None:
-        self.trend._reselect()
+        self.trend.reselect()
         self.refresh_live()
 
     # -- refreshing ------------------------------------------------------------------------

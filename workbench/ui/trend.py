@@ -71,8 +71,8 @@ class TrendPanel:
         self._second, self._sum, self._count = -1, 0.0, 0
         self._set_metrics()
         self.type_dd.observe(self._on_type, "value")
-        self.metric_dd.observe(lambda _c: self._reselect(), "value")
-        self.device_cb.observe(lambda _c: self._reselect(), "value")
+        self.metric_dd.observe(lambda _c: self.reselect(), "value")
+        self.device_cb.observe(lambda _c: self.reselect(), "value")
         session.batch_listeners.append(self._on_batch)
         session.alert_listeners.append(self._on_alerts)
 
@@ -90,14 +90,14 @@ class TrendPanel:
     def _on_type(self, _change: object) -> None:
         self.device_cb.value = ""
         self._set_metrics()
-        self._reselect()
+        self.reselect()
 
     def _matches(self, r: Reading) -> bool:
         return r.device_type == self.type_dd.value and (
             self.device is None or r.device_id == self.device
         )
 
-    def _reselect(self) -> None:
+    def reselect(self) -> None:
         """Rebuild the series from the buffered readings for the new selection."""
         metric = self.metric_dd.value
         if metric is None:
