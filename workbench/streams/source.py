@@ -135,7 +135,14 @@ class from_kafka_readings(Source):
 
     def _fetch(self, consumer: ConsumerBackend) -> tuple[RecordBatch | None, ReadingBatch | None]:
         raw = consumer.poll(self.max_batch, self.poll_timeout_s)
-        self.metrics.consumer_lag = consumer.lag()
+        # Once poll() has returned records the consumer's position is past them: nothing after
+        # it may raise, or the retry would poll again and skip them for good. Lag is only a
+        # figure, and during a broker outage it is unknown.
+        try:
+            self.metrics.consumer_lag = consumer.lag()
+        except Exception as exc:
+            log.debug("consumer lag unknown: %s", exc)
+            self.metrics.consumer_lag = None
         if raw is None:
             return None, None
         return raw, self.validator(raw)

@@ -1,0 +1,86 @@
+"""The source's own fault handling, fed by an in-memory consumer backend (pure logic, no broker).
+
+Kafka faults themselves are exercised against the real broker in test_ingest_kafka.py; this pins
+one ordering rule those tests only hit by chance: once poll() has returned records, nothing may
+make the source poll again before it has handled them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.kafka_helpers import env_reading
+from workbench import schema
+from workbench.config import Settings
+from workbench.streams import source as source_module
+from workbench.streams.clients import RecordBatch
+from workbench.streams.source import from_kafka_readings
+
+
+class LagFailsOnce:
+    """Two polls of records; the lag query after the first fails, as a broker outage makes it."""
+
+    def __init__(self) -> None:
+        values = [schema.encode(env_reading(1, seq)) for seq in range(10)]
+        self.polls = [values[:5], values[5:]]
+        self.offset = 0
+        self.lag_calls = 0
+        self.committed: dict[int, int] = {}
+
+    def poll(self, max_records: int, timeout_s: float) -> RecordBatch | None:
+        if not self.polls:
+            return None
+        values = self.polls.pop(0)
+        first, self.offset = self.offset, self.offset + len(values)
+        return RecordBatch(
+            "t",
+            values,
+            [0] * len(values),
+            {0: self.offset},
+            [(0, 0)],
+            lambda i: (0, first + i, b"env-0001"),
+        )
+
+    def commit(self, offsets: dict[int, int]) -> None:
+        self.committed.update(offsets)
+
+    def lag(self) -> int | None:
+        self.lag_calls += 1
+        if self.lag_calls == 1:
+            raise TimeoutError("position unknown: the broker is restarting")
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+def test_records_polled_before_a_failing_lag_query_are_still_handled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backend = LagFailsOnce()
+    monkeypatch.setattr(source_module, "make_consumer", lambda *_args: backend)
+
+    async def run() -> list[int]:
+        source = from_kafka_readings(
+            Settings.from_env(bootstrap_servers="localhost:1"),
+            topic="t",
+            group_id="g",
+            deadletter_topic=None,
+            commit_interval_s=0,
+        )
+        seqs: list[int] = []
+
+        def keep(batch) -> None:
+            seqs.extend(r.seq for r in batch.readings)
+            if len(seqs) >= 10:
+                source.stop()
+
+        source.sink(keep)
+        source.start()
+        await asyncio.wait_for(source.wait_stopped(), 10)
+        return seqs
+
+    assert asyncio.run(run()) == list(range(10))
+    assert backend.committed == {0: 10}
