@@ -149,8 +149,15 @@ def test_alerts_reach_sockets_store_and_rest(api: Api) -> None:
     )
     ids = {a["alert_id"] for a in stored["items"]}
     assert {a["alert_id"] for a in alerts} <= ids
-    status, devices = api.http("GET", "/api/devices?limit=1000")
-    assert status == 200 and devices["total"] == 30
+    # The store may hold the alerts before the pipeline has handled every device's readings.
+    devices = api.running.wait_for(
+        "all 30 simulated devices in /api/devices",
+        lambda: (
+            (r := api.http("GET", "/api/devices?limit=1000"))[0] == 200
+            and r[1]["total"] == 30
+            and r[1]
+        ),
+    )
     assert all(d["last_reading"]["device_id"] == d["device_id"] for d in devices["items"])
     assert {a["device_id"] for a in stored["items"]} <= {d["device_id"] for d in devices["items"]}
 
