@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from workbench import schema
 from workbench.config import Settings
@@ -76,3 +80,28 @@ async def consume(
         source.stop()
         await source.wait_stopped()
     return got, source
+
+
+def start_workbench_up(
+    kafka_port: int, data_dir: Path, *args: str
+) -> tuple[subprocess.Popen, list[str], threading.Thread]:
+    """`workbench up *args` on its own local broker and data dir, as a user starts it; its output
+    lines are collected as they come by the returned reader thread (join it before reading all)."""
+    env = {
+        **os.environ,
+        "WORKBENCH_KAFKA_PORT": str(kafka_port),
+        "WORKBENCH_DATA_DIR": str(data_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "up", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(up.stdout), daemon=True)
+    reader.start()
+    return up, lines, reader

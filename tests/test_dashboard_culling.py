@@ -11,14 +11,9 @@ import pytest
 from workbench.bench import dashboard_page as dash
 from workbench.bench.browser import chromium
 from workbench.config import Settings
+from workbench.ports import free_port
 from workbench.security.manage import create_token
 from workbench.voila import DashboardError, start_dashboard, stop_dashboard
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _kernels(server: psutil.Process) -> list[psutil.Process]:
@@ -39,7 +34,7 @@ def _wait_for(predicate, timeout_s: float) -> bool:
 
 
 def test_a_closed_page_frees_its_kernel(kafka: Settings, tmp_path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = start_dashboard(
         kafka,
         port=port,

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 import signal
 import subprocess
-import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kafka_helpers import PORT_BASE
+from tests.kafka_helpers import PORT_BASE, start_workbench_up
 from workbench import schema
 from workbench.bench import dashboard_page as dash
 from workbench.bench.browser import chromium
@@ -42,24 +39,12 @@ DASHBOARD_PORT = PORT_BASE + 350
 def workbench_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """`workbench up` with its dashboard; Ctrl-C at the end must leave nothing running."""
     data = tmp_path_factory.mktemp("up-dashboard")
-    env = {
-        **os.environ,
-        "WORKBENCH_KAFKA_PORT": str(KAFKA_PORT),
-        "WORKBENCH_DATA_DIR": str(data),
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    command = [sys.executable, "-m", "workbench.cli", "up", "--devices", "200", "--rate", "1000"]
-    up = subprocess.Popen(
-        [*command, "--seed", "5", "--dashboard-port", str(DASHBOARD_PORT)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    up, lines, reader = start_workbench_up(
+        KAFKA_PORT,
+        data,
+        *["--devices", "200", "--rate", "1000", "--seed", "5"],
+        *["--dashboard-port", str(DASHBOARD_PORT)],
     )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(up.stdout), daemon=True)
-    reader.start()
     settings = Settings.from_env(bootstrap_servers=f"localhost:{KAFKA_PORT}", data_dir=data)
     deadline = time.monotonic() + 180
     url = None

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -17,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.kafka_helpers import PORT_BASE, consume
+from tests.kafka_helpers import PORT_BASE, consume, start_workbench_up
 from tests.test_ingest_kafka import read_topic
 from workbench.config import Settings
 from workbench.simulator import decode_truth, run_simulator
@@ -87,26 +83,9 @@ def test_workbench_up_shows_live_figures_and_ctrl_c_leaves_nothing_running(
     tmp_path: Path,
 ) -> None:
     port = PORT_BASE + 200
-    env = {
-        **os.environ,
-        "WORKBENCH_KAFKA_PORT": str(port),
-        "WORKBENCH_DATA_DIR": str(tmp_path),
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    up = subprocess.Popen(
-        [
-            *[sys.executable, "-m", "workbench.cli", "up", "--devices", "20", "--rate", "400"],
-            *["--dashboard-port", str(PORT_BASE + 250)],
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    up, lines, reader = start_workbench_up(
+        port, tmp_path, "--devices", "20", "--rate", "400", "--dashboard-port", str(PORT_BASE + 250)
     )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(up.stdout), daemon=True)
-    reader.start()
     totals: list[int] = []
     deadline = time.monotonic() + 120
     try:

@@ -8,7 +8,6 @@ import os
 import queue
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from workbench.cli import build_parser
 from workbench.config import Settings
 from workbench.evaluation.simulator_eval import read_all
 from workbench.explore.recent import decode_readings, read_recent
+from workbench.ports import free_port
 from workbench.simulator import run_simulator
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -304,12 +304,6 @@ def test_evaluate_says_how_to_get_nab_when_its_directory_is_missing(
     assert not cells[tagged(nb, "nab") + 1].outputs
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _gone(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
@@ -321,7 +315,7 @@ def _gone(pid: int) -> bool:
 def test_lab_serves_the_notebooks_on_loopback_with_the_cluster_and_stops_on_ctrl_c(
     cluster: str, kafka: Settings, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     data_dir = tmp_path / "data"
     env = os.environ | {
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),

@@ -12,7 +12,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,18 +23,13 @@ import numpy as np
 from workbench.bench import dashboard_page as dash
 from workbench.bench.browser import chromium
 from workbench.config import Settings
+from workbench.ports import free_port
 from workbench.simulator.fleet import Fleet
 from workbench.voila import link_token, start_dashboard, stop_dashboard
 
 RESPONSIVE_MS = 200.0
 """Responsive: 95 % of slider round trips are faster than this."""
 ROUND_TRIPS = 20
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _pct(values: Sequence[float], q: float) -> float | None:
@@ -51,7 +45,7 @@ def _measure_rate(
     device = next(
         d.device_id for d in Fleet(devices, seed=1).devices if d.device_type == "thermostat"
     )
-    port = _free_port()
+    port = free_port()
     log = settings.data_dir / "bench-voila.log"
     links = contextlib.ExitStack()
     token = links.enter_context(link_token(settings, "workbench bench dashboard"))
