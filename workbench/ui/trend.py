@@ -33,8 +33,13 @@ class TrendPanel:
             options=list(schema.METRICS), value=device_type, description="type"
         )
         self.metric_dd = widgets.Dropdown(description="metric")
+        # Only a finished entry (Enter or leaving the box) rebuilds the series: one scan of the
+        # buffered readings per selection, not one per keystroke.
         self.device_cb = widgets.Combobox(
-            placeholder=TYPE_MEAN, description="device", ensure_option=False
+            placeholder=TYPE_MEAN,
+            description="device",
+            ensure_option=False,
+            continuous_update=False,
         )
         self.device_cb.add_class("wb-device")
         self.x_scale = bq.DateScale()
