@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from workbench.broker.local import LocalBroker
+from workbench.broker import LocalBroker
 from workbench.config import Settings
 from workbench.security.tokens import ROLES, TokenStore
 from workbench.server.app import ServeConfig

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode, checks
 
 from tests.server_helpers import Api, start_api
-from workbench.broker.local import LocalBroker
+from workbench.broker import LocalBroker
 from workbench.server.openapi import openapi
 
 pytestmark = pytest.mark.kafka

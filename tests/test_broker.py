@@ -21,9 +21,9 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from tests import processes
 from tests.kafka_helpers import PORT_BASE
-from workbench.broker import local
-from workbench.broker.local import KAFKA_VERSION, BrokerError, LocalBroker, fetch_jars
+from workbench.broker import KAFKA_VERSION, BrokerError, LocalBroker, fetch_jars, process
 from workbench.config import Settings
 
 PORT = PORT_BASE + 100
@@ -59,10 +59,7 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 15) -> list[bytes]:
 
 def kill_leftovers(home: Path) -> None:
     """Last-resort cleanup: kill brokers started from ``home`` (and only those)."""
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info["cmdline"] or []
-        if "kafka.Kafka" in cmdline and any(str(home) in arg for arg in cmdline):
-            proc.kill()
+    processes.stop([p for p in processes.using(home) if "kafka.Kafka" in processes.cmdline(p)])
 
 
 @pytest.fixture(scope="module")
@@ -300,10 +297,10 @@ def test_stop_then_start_keeps_data(own_broker: LocalBroker, own_settings: Setti
 
 
 def test_heap_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(local.HEAP_ENV, "512m")
-    assert local._heap_args() == ["-Xms256m", "-Xmx512m"]
-    monkeypatch.setenv(local.HEAP_ENV, "128M")
-    assert local._heap_args() == ["-Xms128M", "-Xmx128M"]
-    monkeypatch.setenv(local.HEAP_ENV, "lots")
+    monkeypatch.setenv(process.HEAP_ENV, "512m")
+    assert process._heap_args() == ["-Xms256m", "-Xmx512m"]
+    monkeypatch.setenv(process.HEAP_ENV, "128M")
+    assert process._heap_args() == ["-Xms128M", "-Xmx128M"]
+    monkeypatch.setenv(process.HEAP_ENV, "lots")
     with pytest.raises(BrokerError, match="WORKBENCH_KAFKA_HEAP"):
-        local._heap_args()
+        process._heap_args()

@@ -27,7 +27,7 @@ from tests.kafka_helpers import env_reading
 from tests.postgres_helpers import throwaway_postgres
 from tests.server_helpers import Api, start_api, ws_connect, ws_status
 from tests.test_store import make_alert
-from workbench.broker.local import LocalBroker
+from workbench.broker import LocalBroker
 from workbench.config import Settings
 from workbench.schema import encode
 from workbench.security.pseudonym import Pseudonymiser

@@ -12,9 +12,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from workbench.alerts.publish import AlertPublisher
+from workbench.broker import local_broker_for
 from workbench.config import Settings
 from workbench.models.ensemble import EnsembleDetector
 from workbench.streams.clients import make_producer
@@ -27,25 +28,6 @@ REFRESH_S = 1.0
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def local_broker_for(settings: Settings, progress: Callable[[str], None] = _say) -> Iterator[None]:
-    """Make sure a broker is reachable; stop it afterwards only if this call started it."""
-    if not settings.uses_local_broker:
-        progress(f"using the Kafka cluster at {settings.bootstrap}")
-        yield
-        return
-    from workbench.broker.local import LocalBroker
-
-    broker = LocalBroker(settings, progress=progress)
-    started_here = not broker.is_running()
-    broker.start()
-    try:
-        yield
-    finally:
-        if started_here:
-            broker.stop()
 
 
 class StatusDisplay:

@@ -11,8 +11,9 @@ import contextlib
 import signal
 import sys
 
+from workbench.broker import local_broker_for
 from workbench.config import Settings
-from workbench.live import REFRESH_S, StatusDisplay, local_broker_for
+from workbench.live import REFRESH_S, StatusDisplay
 from workbench.server.app import ApiServer, ServeConfig, freeze_startup_objects
 from workbench.streams.topics import ensure_topics
 
