@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from workbench import __version__
 from workbench.config import BACKENDS, ConfigError, Settings
 from workbench.security.tokens import ROLES
 from workbench.store.db import NotFound
@@ -59,7 +60,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def cmd_kafka(args: argparse.Namespace) -> int:
     """workbench kafka start|stop|status|fetch."""
-    from workbench.broker.local import LocalBroker, fetch_jars
+    from workbench.broker import LocalBroker, fetch_jars
 
     settings = _settings(args)
     if not settings.uses_local_broker and args.action != "status":
@@ -140,7 +141,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from workbench.live import local_broker_for
+    from workbench.broker import local_broker_for
     from workbench.streams.topics import ensure_topics
     from workbench.voila import dashboard_url, link_token, start_dashboard, stop_dashboard
 
@@ -227,7 +228,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """workbench bench ingest: throughput and latency against the real local Kafka."""
     from workbench.bench.ingest import format_table, run_ingest_bench, sample_payloads
-    from workbench.live import local_broker_for
+    from workbench.broker import local_broker_for
 
     settings = _settings(args)
     say = (lambda _m: None) if args.json else _progress
@@ -248,7 +249,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_bench_dashboard(args: argparse.Namespace) -> int:
     """workbench bench dashboard: produce → on screen latency and slider round trips."""
     from workbench.bench.dashboard import format_table, run_dashboard_bench
-    from workbench.live import local_broker_for
+    from workbench.broker import local_broker_for
     from workbench.streams.topics import ensure_topics
 
     settings = _settings(args)
@@ -263,7 +264,7 @@ def cmd_bench_dashboard(args: argparse.Namespace) -> int:
 def cmd_bench_serve(args: argparse.Namespace) -> int:
     """workbench bench serve: WebSocket delivery while the pipeline ingests at a given rate."""
     from workbench.bench.serve import format_table, run_serve_bench
-    from workbench.live import local_broker_for
+    from workbench.broker import local_broker_for
 
     settings = _settings(args)
     say = (lambda _m: None) if args.json else _progress
@@ -292,8 +293,8 @@ def cmd_eval_nab(args: argparse.Namespace) -> int:
 
 def cmd_eval_simulator(args: argparse.Namespace) -> int:
     """workbench eval simulator: simulator → Kafka → pipeline, alerts scored against the truth."""
+    from workbench.broker import local_broker_for
     from workbench.evaluation.simulator_eval import evaluate_simulator, format_scores
-    from workbench.live import local_broker_for
     from workbench.models.ensemble import EnsembleDetector
 
     settings = _settings(args)
@@ -325,7 +326,7 @@ def cmd_bench_detect(args: argparse.Namespace) -> int:
     from workbench.bench.detect import format_table, run_detect_bench
 
     say = (lambda _m: None) if args.json else _progress
-    figures = run_detect_bench(progress=say)
+    figures = run_detect_bench(devices=args.devices, progress=say)
     print(json.dumps(figures, indent=2) if args.json else format_table(figures))
     return 0
 
@@ -350,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench", description="IoT Live Workbench: live IoT analytics on Kafka + Streamz."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("kafka", parents=[common], help="the local Apache Kafka broker")
@@ -455,6 +457,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bench)
     b = bench.add_parser("detect", help="detectors and ensemble throughput, memory")
     b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument(
+        "--devices",
+        type=_positive(int, "whole number"),
+        default=10_000,
+        help="simulated devices, each with its own detector state (default 10,000)",
+    )
     b.set_defaults(func=cmd_bench_detect)
     b = bench.add_parser(
         "dashboard", parents=[common], help="dashboard freshness and slider round trips"
@@ -514,7 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("kafka", "workbench.streams.clients"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
-    from workbench.broker.local import BrokerError
+    from workbench.broker import BrokerError
 
     try:
         return args.func(args)

@@ -18,13 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from workbench.broker import local_broker_for
 from workbench.config import Settings
-from workbench.live import local_broker_for
+from workbench.shipped import copy_missing, in_checkout, shipped_dir
 from workbench.streams.topics import ensure_topics
 from workbench.voila import stop_dashboard
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-"""The exploration notebooks of this checkout."""
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
 
@@ -65,6 +64,19 @@ def _server_info(proc: subprocess.Popen, timeout_s: float) -> dict:
     raise TimeoutError(f"JupyterLab did not start listening in {timeout_s:.0f} s")
 
 
+def example_notebooks(settings: Settings, progress: Callable[[str], None] = _say) -> Path:
+    """The directory of example notebooks to open: the checkout's, or the user's copies."""
+    try:
+        shipped = shipped_dir("notebooks")
+    except FileNotFoundError as exc:
+        raise ValueError(str(exc)) from None
+    if in_checkout(shipped):
+        return shipped
+    user_copies = settings.data_dir / "notebooks"
+    copy_missing(shipped, user_copies, progress)
+    return user_copies
+
+
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -73,12 +85,18 @@ def run_lab(
     settings: Settings,
     port: int = 8888,
     open_browser: bool = True,
-    notebooks: Path = NOTEBOOKS,
+    notebooks: Path | None = None,
     progress: Callable[[str], None] = _say,
 ) -> int:
-    """Run JupyterLab until Ctrl-C (or SIGTERM); the link goes to stdout. Returns an exit code."""
+    """Run JupyterLab until Ctrl-C (or SIGTERM); the link goes to stdout. Returns an exit code.
+
+    ``notebooks`` defaults to the example notebooks: a checkout's own, or, for an installed
+    package, copies in ``settings.data_dir / "notebooks"`` (made the first time, never
+    overwritten), so nothing is ever edited inside site-packages.
+    """
+    notebooks = notebooks or example_notebooks(settings, progress)
     if not notebooks.is_dir():
-        raise ValueError(f"no notebooks directory at {notebooks}: run from a workbench checkout")
+        raise ValueError(f"no notebooks directory at {notebooks}")
     if not 0 <= port <= 65535:
         raise ValueError(f"port {port} is outside 0–65535 (0 picks any free port)")
     with local_broker_for(settings, progress):

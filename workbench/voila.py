@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,8 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from workbench.config import Settings
+from workbench.ports import port_free, port_holder
+from workbench.shipped import shipped_dir
 
-DASHBOARD = Path(__file__).resolve().parents[1] / "dashboards" / "live_dashboard.ipynb"
+DASHBOARD_NOTEBOOK = "live_dashboard.ipynb"
+"""The dashboard, in the shipped ``dashboards/`` directory."""
 DEFAULT_PORT = 8866
 IDENTITY_PROVIDER = "workbench.security.jupyter_auth.WorkbenchIdentityProvider"
 CULL_IDLE_S = 120
@@ -63,7 +65,7 @@ def start_dashboard(
     settings: Settings,
     port: int = DEFAULT_PORT,
     ip: str = "127.0.0.1",
-    notebook: Path = DASHBOARD,
+    notebook: Path | None = None,
     log: Path | None = None,
     timeout_s: float = 60.0,
     cull_idle_s: int = CULL_IDLE_S,
@@ -72,10 +74,16 @@ def start_dashboard(
 ) -> subprocess.Popen:
     """Start Voilà on ``notebook`` with the workbench's settings in its kernels' environment.
 
-    Returns once the server answers; its output goes to ``log`` (or is discarded).
+    Returns once the server answers; its output goes to ``log`` (or is discarded). The notebook
+    defaults to the shipped dashboard.
     """
+    if notebook is None:
+        try:
+            notebook = shipped_dir("dashboards") / DASHBOARD_NOTEBOOK
+        except FileNotFoundError as exc:
+            raise DashboardError(str(exc)) from None
     if not notebook.exists():
-        raise DashboardError(f"no dashboard notebook at {notebook} (run from a checkout)")
+        raise DashboardError(f"no dashboard notebook at {notebook}")
     _check_port_free(ip, port)
     env = {**os.environ, **settings.export_env(), **(env or {})}
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
@@ -128,15 +136,11 @@ def link_token(settings: Settings, purpose: str) -> Iterator[str]:
 
 def _check_port_free(ip: str, port: int) -> None:
     """Refuse a taken port up front: the readiness probe would otherwise reach whatever holds it."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will bind it
-        try:
-            s.bind((ip, port))
-        except OSError as exc:
-            raise DashboardError(
-                f"port {port} on {ip} is in use ({exc.strerror}); stop what holds it or choose "
-                "another port (workbench up --dashboard-port P, workbench dashboard --port P)"
-            ) from exc
+    if not port_free(port, ip):
+        raise DashboardError(
+            f"port {port} on {ip} is in use by {port_holder(port)}; stop it or choose another "
+            "port (workbench up --dashboard-port P, workbench dashboard --port P)"
+        )
 
 
 def stop_dashboard(proc: subprocess.Popen, timeout_s: float = 15.0) -> None:
