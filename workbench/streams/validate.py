@@ -97,7 +97,7 @@ class ReadingValidator:
                 if reading.device_id not in known_ids:
                     self._check_new_id(reading.device_id)
             except Exception as exc:  # whatever a hostile payload finds: refuse, never die
-                rejected.append(_reject(batch, i, _reason(exc)))
+                rejected.append(_reject(batch, i, _reason(exc, value)))
                 refused_at.append(i)
             else:
                 keep(reading)
@@ -114,14 +114,20 @@ class ReadingValidator:
             self._known_ids.add(device_id)
 
 
-def _reason(exc: Exception) -> str:
-    """Why a record was refused, in words, from what decoding or checking raised."""
+def _reason(exc: Exception, value: bytes | None) -> str:
+    """Why a record was refused, in words, from what decoding or checking raised.
+
+    Bad UTF-8 is told apart from bad JSON by decoding the bytes ourselves (only on this failure
+    path), so the reason does not depend on how a msgspec release words or classes the error.
+    """
     if isinstance(exc, msgspec.ValidationError):
         return f"schema: {exc}"
-    if isinstance(exc, msgspec.DecodeError):
+    if isinstance(exc, msgspec.DecodeError | UnicodeDecodeError):
+        try:
+            (value or b"").decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return f"invalid UTF-8: {bad.reason} at byte {bad.start:,}"
         return f"malformed JSON: {exc}"
-    if isinstance(exc, UnicodeDecodeError):
-        return f"invalid UTF-8: {exc}"
     if isinstance(exc, _Refused):
         return str(exc)
     return f"undecodable: {type(exc).__name__}: {exc}"
