@@ -11,10 +11,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.kafka_helpers import PORT_BASE
-from workbench.broker.local import LocalBroker
-from workbench.config import Settings
-from workbench.streams.topics import ensure_topics
+pytest.register_assert_rewrite("tests.processes")  # a plugin (below) imported here first
+
+from tests import processes  # noqa: E402
+from tests.kafka_helpers import PORT_BASE  # noqa: E402
+from workbench.broker import LocalBroker  # noqa: E402
+from workbench.config import Settings  # noqa: E402
+from workbench.streams.topics import ensure_topics  # noqa: E402
+
+pytest_plugins = ["tests.processes", "pytester"]
 
 TEST_PORT = PORT_BASE
 
@@ -26,6 +31,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
         local_port=TEST_PORT, data_dir=tmp_path_factory.mktemp("workbench-data")
     ).with_(bootstrap_servers=None)
     local = LocalBroker(settings, progress=lambda _m: None)
+    processes.adopt(str(local.config_file))  # tests may restart it; it lives for the session
     local.start()
     yield local
     local.stop()

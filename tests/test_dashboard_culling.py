@@ -8,6 +8,7 @@ import time
 import psutil
 import pytest
 
+from tests import processes
 from workbench.bench import dashboard_page as dash
 from workbench.bench.browser import chromium
 from workbench.config import Settings
@@ -19,8 +20,8 @@ from workbench.voila import DashboardError, start_dashboard, stop_dashboard
 def _kernels(server: psutil.Process) -> list[psutil.Process]:
     return [
         p
-        for p in server.children(recursive=True)
-        if any("ipykernel" in part for part in p.cmdline())
+        for p in processes.descendants(server.pid)
+        if any("ipykernel" in part for part in processes.cmdline(p))
     ]
 
 
@@ -64,7 +65,7 @@ def test_a_closed_page_frees_its_kernel(kafka: Settings, tmp_path) -> None:
         assert {k.pid for k in _kernels(server)} == both - preheated
     finally:
         stop_dashboard(proc)
-    assert not psutil.pid_exists(proc.pid) or psutil.Process(proc.pid).status() == "zombie"
+    assert processes.gone(proc.pid)
 
 
 def test_a_taken_port_is_refused_before_voila_starts(kafka: Settings, tmp_path) -> None:

@@ -10,9 +10,9 @@ import time
 import uuid
 from pathlib import Path
 
-import psutil
 import pytest
 
+from tests import processes
 from tests.kafka_helpers import PORT_BASE, consume, start_workbench_up
 from tests.test_ingest_kafka import read_topic
 from workbench.config import Settings
@@ -68,17 +68,6 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _processes_using(path: Path) -> list[psutil.Process]:
-    found = []
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            if any(str(path) in part for part in p.info["cmdline"] or ()):
-                found.append(p)
-        except psutil.Error:
-            continue
-    return found
-
-
 def test_workbench_up_shows_live_figures_and_ctrl_c_leaves_nothing_running(
     tmp_path: Path,
 ) -> None:
@@ -109,5 +98,5 @@ def test_workbench_up_shows_live_figures_and_ctrl_c_leaves_nothing_running(
     assert f"dashboard: http://localhost:{PORT_BASE + 250}/" in output
     assert "stopped" in output
     assert not _port_open(port)
-    assert _processes_using(tmp_path) == []  # the broker and Voilà it started are gone too
+    assert processes.using(tmp_path) == []  # the broker and Voilà it started are gone too
     assert not _port_open(PORT_BASE + 250)

@@ -25,8 +25,8 @@ from nbclient import NotebookClient
 from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell
 
+from tests import processes
 from tests.kafka_helpers import PORT_BASE, produce_readings
-from tests.test_live_e2e import _processes_using
 from tests.test_nab import write_corpus
 from workbench.cli import build_parser
 from workbench.config import Settings
@@ -304,13 +304,6 @@ def test_evaluate_says_how_to_get_nab_when_its_directory_is_missing(
     assert not cells[tagged(nb, "nab") + 1].outputs
 
 
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 @pytest.mark.parametrize("cluster", ["configured", "local"])
 def test_lab_serves_the_notebooks_on_loopback_with_the_cluster_and_stops_on_ctrl_c(
     cluster: str, kafka: Settings, tmp_path: Path
@@ -359,22 +352,28 @@ def test_lab_serves_the_notebooks_on_loopback_with_the_cluster_and_stops_on_ctrl
         listed = {item["name"] for item in call("/contents")["content"]}
         assert {"explore_stream.ipynb", "tune_detectors.ipynb", "evaluate.ipynb"} <= listed
 
-        [server] = [p for p in psutil.Process(lab.pid).children() if "jupyterlab" in p.cmdline()]
+        [server] = [
+            p for p in processes.descendants(lab.pid) if "jupyterlab" in processes.cmdline(p)
+        ]
         listening = [c for c in server.net_connections("inet") if c.status == psutil.CONN_LISTEN]
         assert listening and {c.laddr.ip for c in listening} == {"127.0.0.1"}
 
         kernel_id = call("/kernels", "POST")["id"]
-        kernels = [p for p in server.children() if kernel_id in " ".join(p.cmdline())]
+        kernels = [
+            p
+            for p in processes.descendants(server.pid)
+            if kernel_id in " ".join(processes.cmdline(p))
+        ]
         assert len(kernels) == 1
         kernel_env = kernels[0].environ()
         assert kernel_env["KAFKA_BOOTSTRAP_SERVERS"] == bootstrap
         assert kernel_env["WORKBENCH_DATA_DIR"] == str(data_dir)
-        assert bool(_processes_using(data_dir)) == (cluster == "local")  # the broker it started
+        assert bool(processes.using(data_dir)) == (cluster == "local")  # the broker it started
 
         lab.send_signal(signal.SIGINT)
         assert lab.wait(60) == 0
-        assert _gone(server.pid) and _gone(kernels[0].pid)
-        assert _processes_using(data_dir) == []
+        assert processes.gone(server.pid) and processes.gone(kernels[0].pid)
+        assert processes.using(data_dir) == []
     finally:
         if lab.poll() is None:
             lab.kill()
