@@ -83,10 +83,16 @@ async def consume(
 
 
 def start_workbench_up(
-    kafka_port: int, data_dir: Path, *args: str
+    kafka_port: int,
+    data_dir: Path,
+    *args: str,
+    workbench: tuple[str, ...] = (sys.executable, "-m", "workbench.cli"),
+    cwd: Path | None = None,
 ) -> tuple[subprocess.Popen, list[str], threading.Thread]:
     """`workbench up *args` on its own local broker and data dir, as a user starts it; its output
-    lines are collected as they come by the returned reader thread (join it before reading all)."""
+    lines are collected as they come by the returned reader thread (join it before reading all).
+
+    ``workbench`` is the command to run (default: this checkout's, with the test's Python)."""
     env = {
         **os.environ,
         "WORKBENCH_KAFKA_PORT": str(kafka_port),
@@ -95,7 +101,8 @@ def start_workbench_up(
     }
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     up = subprocess.Popen(
-        [sys.executable, "-m", "workbench.cli", "up", *args],
+        [*workbench, "up", *args],
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

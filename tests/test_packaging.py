@@ -1,5 +1,6 @@
-"""The conda environment and pyproject.toml declare the same dependencies; ruff finds nothing
-(in the package, the tests and the notebooks)."""
+"""The conda environment and pyproject.toml declare the same dependencies, requirements.lock pins
+them all within their ranges, and ruff finds nothing (in the package, the tests and the
+notebooks)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import tomllib
 from pathlib import Path
 
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 CONDA_NAMES = {"confluent-kafka": "python-confluent-kafka"}
@@ -62,3 +65,31 @@ def test_ruff_is_clean() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _locked() -> dict[str, list[str]]:
+    """Package → the versions requirements.lock pins for it (one per marker branch)."""
+    pins: dict[str, list[str]] = {}
+    for name, version in re.findall(
+        r"^([A-Za-z0-9_.\-]+)==([^\s;\\]+)", (ROOT / "requirements.lock").read_text(), re.M
+    ):
+        pins.setdefault(canonicalize_name(name), []).append(version)
+    return pins
+
+
+def test_the_lock_pins_every_requirement_within_its_range_with_hashes() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    locked = _locked()
+    for text in [*project["dependencies"], *extras["test"], *extras["dev"]]:
+        requirement = Requirement(text)
+        versions = locked.get(canonicalize_name(requirement.name))
+        assert versions, f"{requirement.name} is not in requirements.lock: run ./wb lock"
+        for version in versions:
+            assert requirement.specifier.contains(version, prereleases=True), (
+                f"requirements.lock pins {requirement.name}=={version}, outside {text}: "
+                "run ./wb lock"
+            )
+    lock = (ROOT / "requirements.lock").read_text()
+    assert lock.count("==") <= lock.count("--hash=sha256:")  # every pin carries its hashes
+    assert "./wb lock" in lock.splitlines()[1]  # it says how it was made
