@@ -118,10 +118,13 @@ def _reason(exc: Exception) -> str:
     """Why a record was refused, in words, from what decoding or checking raised."""
     if isinstance(exc, msgspec.ValidationError):
         return f"schema: {exc}"
+    # Bad UTF-8: a UnicodeDecodeError, or (msgspec 0.23) a DecodeError that says so.
+    if isinstance(exc, UnicodeDecodeError) or (
+        isinstance(exc, msgspec.DecodeError) and "UTF-8" in str(exc)
+    ):
+        return f"invalid UTF-8: {exc}"
     if isinstance(exc, msgspec.DecodeError):
         return f"malformed JSON: {exc}"
-    if isinstance(exc, UnicodeDecodeError):
-        return f"invalid UTF-8: {exc}"
     if isinstance(exc, _Refused):
         return str(exc)
     return f"undecodable: {type(exc).__name__}: {exc}"
