@@ -27,8 +27,7 @@ from workbench.config import Settings
 from workbench.security.manage import create_token, revoke_token
 from workbench.security.tokens import authenticate
 from workbench.streams.clients import make_producer
-from workbench.ui.buffers import READING_COLUMNS
-from workbench.ui.controls import ALERT_COLUMNS
+from workbench.ui.export import ALERT_COLUMNS, READING_COLUMNS
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 KAFKA_PORT = PORT_BASE + 300
