@@ -193,6 +193,21 @@ def test_csv_export_downloads_readings_and_alerts(page) -> None:
     assert len(alert_rows) > 1
 
 
+def test_markup_typed_into_the_trend_box_is_shown_as_text(page) -> None:
+    page.evaluate("() => { window.__wbInjected = false; }")
+    typed = "<img src=y onerror=window.__wbInjected=true>"
+    dash.select_device(page, typed)  # waits until the page shows it as text
+    trend = page.locator(".wb-card", has_text="Trend")
+    assert trend.locator("img").count() == 0
+    assert page.evaluate("() => window.__wbInjected") is False
+    box = page.locator(".wb-device input")
+    box.fill("")  # back to the type mean
+    box.press("Enter")
+    page.wait_for_function(
+        "() => document.body.innerText.includes('all devices (mean):')", timeout=10_000
+    )
+
+
 def test_layout_fits_a_phone_and_screenshots_are_saved(page) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     try:
