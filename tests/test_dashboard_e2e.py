@@ -27,8 +27,7 @@ from workbench.config import Settings
 from workbench.security.manage import create_token, revoke_token
 from workbench.security.tokens import authenticate
 from workbench.streams.clients import make_producer
-from workbench.ui.buffers import READING_COLUMNS
-from workbench.ui.controls import ALERT_COLUMNS
+from workbench.ui.export import ALERT_COLUMNS, READING_COLUMNS
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 KAFKA_PORT = PORT_BASE + 300
@@ -192,6 +191,21 @@ def test_csv_export_downloads_readings_and_alerts(page) -> None:
     alert_rows = list(csv.reader(io.StringIO(alerts)))
     assert tuple(alert_rows[0]) == ALERT_COLUMNS
     assert len(alert_rows) > 1
+
+
+def test_markup_typed_into_the_trend_box_is_shown_as_text(page) -> None:
+    page.evaluate("() => { window.__wbInjected = false; }")
+    typed = "<img src=y onerror=window.__wbInjected=true>"
+    dash.select_device(page, typed)  # waits until the page shows it as text
+    trend = page.locator(".wb-card", has_text="Trend")
+    assert trend.locator("img").count() == 0
+    assert page.evaluate("() => window.__wbInjected") is False
+    box = page.locator(".wb-device input")
+    box.fill("")  # back to the type mean
+    box.press("Enter")
+    page.wait_for_function(
+        "() => document.body.innerText.includes('all devices (mean):')", timeout=10_000
+    )
 
 
 def test_layout_fits_a_phone_and_screenshots_are_saved(page) -> None:

@@ -14,7 +14,8 @@ from workbench.alerts.model import Alert, SeverityPolicy
 from workbench.config import Settings
 from workbench.simulator.simulation import simulate
 from workbench.streams.validate import ReadingBatch
-from workbench.ui.buffers import READING_COLUMNS, minmax_downsample, readings_csv
+from workbench.ui.buffers import minmax_downsample
+from workbench.ui.export import READING_COLUMNS, readings_csv
 from workbench.ui.fleet_views import device_status
 from workbench.ui.session import AlertLog, LiveSession
 from workbench.ui.trend import TrendPanel

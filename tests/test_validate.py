@@ -157,3 +157,17 @@ def test_each_partitions_latest_valid_reading_time_is_reported() -> None:
         3: NOW - timedelta(seconds=20),
         5: NOW - timedelta(seconds=40),
     }
+
+
+@pytest.mark.parametrize("device_id", ["secxss-nl\n", "a\x00", "a b", "dev-1\r", "\ndev-1"])
+def test_a_device_id_with_a_control_character_or_space_anywhere_is_refused(device_id: str) -> None:
+    out = ReadingValidator()(batch_of([encode(thermostat(device_id=device_id))]))
+    assert out.readings == []
+    assert f"device_id {device_id!r} has characters outside" in out.rejected[0].reason
+
+
+@pytest.mark.parametrize("device_id", ["a", "thermostat-0001", "site.2:meter_7-B", "x" * 64])
+def test_a_well_formed_device_id_passes(device_id: str) -> None:
+    out = ReadingValidator()(batch_of([encode(thermostat(device_id=device_id))]))
+    assert not out.rejected, out.rejected
+    assert [r.device_id for r in out.readings] == [device_id]

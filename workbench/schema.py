@@ -26,9 +26,10 @@ MicrogramsPerCubicMetre = Annotated[
 ]
 Latitude = Annotated[float, msgspec.Meta(ge=-90.0, le=90.0, description="latitude, degrees")]
 Longitude = Annotated[float, msgspec.Meta(ge=-180.0, le=180.0, description="longitude, degrees")]
-DEVICE_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
-"""Allowed device ids (they end up in HTML, file names and URLs). Checked by the validator, which
-caches ids it has seen: a regex per message would cost as much as the rest of decoding."""
+DEVICE_ID_PATTERN = r"[A-Za-z0-9._:-]+"
+"""Allowed device ids (they end up in HTML, file names and URLs): the whole id must match
+(``re.fullmatch``; a ``$`` anchor would let a final newline through). Checked by the validator,
+which caches ids it has seen: a regex per message would cost as much as the rest of decoding."""
 DeviceId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Firmware = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 Sequence = Annotated[int, msgspec.Meta(ge=0, description="per-device message counter")]

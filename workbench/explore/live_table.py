@@ -8,6 +8,7 @@ most recently heard) are kept, the page is redrawn at most every ``refresh_s``, 
 
 from __future__ import annotations
 
+import html
 import uuid
 from collections import OrderedDict
 
@@ -64,7 +65,7 @@ class LiveTable:
 
     def render(self) -> None:
         """Redraw the table (if anything changed) and the status line."""
-        self.status.value = f"<code>{self.source.metrics.snapshot().line()}</code>"
+        self.status.value = f"<code>{html.escape(self.source.metrics.snapshot().line())}</code>"
         if self._dirty:
             self._dirty = False
             newest = list(reversed(self.latest.values()))

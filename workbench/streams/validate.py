@@ -71,7 +71,7 @@ class ReadingValidator:
         self.earliest = earliest
         self.max_future = max_future
         self._decode = msgspec.json.Decoder(Reading).decode
-        self._id_ok = re.compile(DEVICE_ID_PATTERN).match
+        self._id_ok = re.compile(DEVICE_ID_PATTERN).fullmatch
         self._known_ids: set[str] = set()
 
     def __call__(self, batch: RecordBatch) -> ReadingBatch:

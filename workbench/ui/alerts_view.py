@@ -39,7 +39,7 @@ class AlertFeedPanel:
             self.feed.value = '<span class="wb-note">no alerts yet</span>'
             return
         self.feed.value = "".join(
-            f'<div class="wb-alert" data-severity="{a.severity}">{badge(a.severity)} '
+            f'<div class="wb-alert" data-severity="{html.escape(a.severity)}">{badge(a.severity)} '
             f"<b>{html.escape(a.device_id)}</b> {html.escape(a.kind)} · {_when(a)} UTC · "
             f'{html.escape(a.status)}<br><span class="wb-note">{html.escape(a.explanation)}'
             "</span></div>"

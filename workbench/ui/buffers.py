@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 from collections import deque
 from collections.abc import Iterable
@@ -11,19 +9,7 @@ from datetime import datetime
 
 import numpy as np
 
-from workbench import schema
 from workbench.schema import Reading
-
-READING_COLUMNS = (
-    "ts",
-    "device_id",
-    "device_type",
-    "seq",
-    "lat",
-    "lon",
-    "firmware",
-    *sorted({m for metrics in schema.METRICS.values() for m in metrics}),
-)
 
 
 class RecentReadings:
@@ -46,18 +32,6 @@ class RecentReadings:
 
     def clear(self) -> None:
         self._readings.clear()
-
-
-def readings_csv(readings: Iterable[Reading]) -> str:
-    """CSV with one column per field of any device type (blank where a type lacks a metric)."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, READING_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for r in readings:
-        row = schema.to_dict(r)
-        row["ts"] = r.ts.isoformat()
-        writer.writerow(row)
-    return out.getvalue()
 
 
 def minmax_downsample(

@@ -8,29 +8,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import ipywidgets as widgets
-import msgspec
 
-from workbench.alerts.model import Alert
-from workbench.ui.buffers import readings_csv
+from workbench.ui.export import alerts_csv, readings_csv
 from workbench.ui.session import LiveSession
 from workbench.ui.style import card
 
 EXPORT_ROWS = 50_000
 """Most recent readings put in one export (the download travels through the page)."""
-ALERT_COLUMNS = tuple(Alert.__struct_fields__)
-
-
-def alerts_csv(alerts: list[Alert]) -> str:
-    """One row per alert, in its latest state."""
-    import csv
-    import io
-
-    out = io.StringIO()
-    writer = csv.DictWriter(out, ALERT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for a in alerts:
-        writer.writerow(msgspec.to_builtins(a))
-    return out.getvalue()
 
 
 def download_link(name: str, text: str, label: str) -> str:

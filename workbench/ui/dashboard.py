@@ -10,6 +10,7 @@ pipeline, so its kernel goes idle and the server culls it.
 from __future__ import annotations
 
 import asyncio
+import html
 import os
 import sys
 import time
@@ -172,7 +173,8 @@ class Dashboard:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a view error must not end the refresh loop
-                self.controls.links.value = f"refresh failed: {exc!r}"
+                why = f"refresh failed: {type(exc).__name__}: {exc}"
+                self.controls.links.value = html.escape(why)
 
     def _watchdog_expired(self) -> bool:
         """Armed by the first tick (a preheated kernel has no page yet)."""

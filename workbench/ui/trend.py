@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from collections import deque
 from datetime import datetime
@@ -189,7 +190,7 @@ class TrendPanel:
             self.markers.y = np.array([a.observed for a in marks], dtype=float)
             colours = [SEVERITY_COLOURS.get(a.severity, "#777") for a in marks]
             self.markers.colors = colours or ["#777"]
-        what = self.device or f"{self.type_dd.value} · {TYPE_MEAN}"
+        what = html.escape(self.device or f"{self.type_dd.value} · {TYPE_MEAN}")  # typed in
         newest = self._x[-1].strftime("%H:%M:%S") if self._x else "–"
         self.status.value = (
             f'<span class="wb-note">{what}: {len(self._x):,} points ({len(x):,} drawn), '
