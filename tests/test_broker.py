@@ -77,6 +77,7 @@ def own_settings(tmp_path_factory: pytest.TempPathFactory, real_cache_dir: Path)
 @pytest.fixture(scope="module")
 def own_broker(own_settings: Settings) -> Iterator[LocalBroker]:
     b = LocalBroker(own_settings, progress=print)
+    processes.adopt(str(b.config_file))  # a test restarts it; it lives as long as the module
     started = time.monotonic()
     b.start(timeout_s=60)
     print(f"start-to-ready {time.monotonic() - started:.1f}s")

@@ -11,7 +11,9 @@ import pytest
 from tests.kafka_helpers import env_reading
 from tests.test_store import make_alert
 from workbench.cli import main
+from workbench.config import Settings
 from workbench.security.audit import AuditLog, AuditQuery
+from workbench.security.manage import create_token
 from workbench.security.pseudonym import Pseudonymiser, pseudonymiser_from_env
 from workbench.security.tokens import Principal, authenticate
 from workbench.server.hub import Hub
@@ -107,3 +109,15 @@ def test_a_full_queue_drops_its_oldest_messages_and_counts_them() -> None:
     by_name = {c["principal"]: c for c in stats["per_client"]}
     assert by_name["slow"]["dropped_msgs"] == 6 and by_name["fast"]["dropped_msgs"] == 0
     assert stats["dropped_msgs"] == 6
+
+
+@pytest.mark.parametrize(
+    "name", ["nul\x00byte", "two\nlines", "<img src=y onerror=alert(1)>", "", "x" * 65]
+)
+def test_token_names_refuse_control_characters_markup_and_bad_lengths(
+    tmp_path: Path, name: str
+) -> None:
+    settings = Settings(data_dir=tmp_path)
+    with pytest.raises(ValueError, match="letters, digits, spaces"):
+        create_token(settings, name, "viewer", "test")
+    assert create_token(settings, "Grafana (ops team) #2", "viewer", "test")[1]["name"]

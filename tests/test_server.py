@@ -41,7 +41,8 @@ TLS = Path(__file__).parent / "data" / "tls"
 
 @pytest.fixture(scope="module")
 def api(broker: LocalBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    running = start_api(broker, tmp_path_factory.mktemp("api"), max_queue=4)
+    # Its tests send hundreds of wrong tokens on purpose: no throttle (tested on its own).
+    running = start_api(broker, tmp_path_factory.mktemp("api"), max_queue=4, sign_in_failures=10**6)
     yield running
     running.running.stop()
 
@@ -82,6 +83,20 @@ def test_every_route_refuses_a_missing_wrong_or_revoked_token_and_a_lower_role(
     assert status not in (401, 403)
 
 
+def test_failed_sign_ins_are_throttled_per_client(broker: LocalBroker, tmp_path: Path) -> None:
+    throttled = start_api(broker, tmp_path, sign_in_failures=3)
+    try:
+        good = throttled.tokens["viewer"]
+        assert throttled.http("GET", "/api/metrics", "viewer")[0] == 200
+        statuses = [throttled.http("GET", "/api/metrics", good[:-2] + "xx")[0] for _ in range(4)]
+        assert statuses == [401, 401, 401, 429]
+        status, reply = throttled.http("GET", "/api/metrics", "viewer")  # even the right one
+        assert status == 429 and "too many failed sign-ins" in reply["error"]
+        assert throttled.http("GET", "/api/metrics", None)[0] == 401  # no token: not counted
+    finally:
+        throttled.running.stop()
+
+
 @pytest.mark.parametrize("path", ["/", "/metrics", "/alerts"])
 def test_every_socket_refuses_a_missing_wrong_or_revoked_token(
     api: Api, path: str, caplog: pytest.LogCaptureFixture
@@ -100,7 +115,7 @@ def test_every_socket_refuses_a_missing_wrong_or_revoked_token(
         denied = asyncio.run(ws_status(url + "?token=" + wrong))
     assert denied == 401
     logged = caplog.text
-    assert "token=***" in logged and wrong not in logged  # tokens never reach the logs
+    assert "token=[redacted]" in logged and wrong not in logged  # tokens never reach the logs
     assert api.tokens["viewer"] not in logged
 
 

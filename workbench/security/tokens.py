@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ ROLES = ("viewer", "analyst", "admin")
 change detector settings, admins manage tokens and retention."""
 PREFIX = "wb"
 NAME_MAX = 64
+NAME_PATTERN = re.compile(rf"[\w .,:;@/#()+\-]{{1,{NAME_MAX}}}")
+"""A token name: letters, digits, spaces and a little punctuation; never control characters or
+markup (names show in the audit log, in lists and on pages)."""
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,11 @@ class TokenStore:
     def create(self, name: str, role: str, created_by: str) -> tuple[str, dict[str, Any]]:
         """A new token (the only time its text exists) and its public record."""
         check_role(role)
-        if not isinstance(name, str) or not 1 <= len(name.strip()) <= NAME_MAX:
-            raise ValueError(f"token name {name!r}: it must be 1 to {NAME_MAX} characters")
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name.strip()):
+            raise ValueError(
+                f"token name {name!r}: use 1 to {NAME_MAX} letters, digits, spaces and "
+                ". , : ; @ / # ( ) + - _ (no control characters or markup)"
+            )
         token_id = secrets.token_hex(4)
         token = f"{PREFIX}_{token_id}_{secrets.token_urlsafe(32)}"
         self.db.execute(

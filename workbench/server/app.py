@@ -28,6 +28,8 @@ from tornado.web import Application
 from workbench.config import TOPIC_READINGS, ConfigError, Settings
 from workbench.security.audit import AuditLog
 from workbench.security.pseudonym import Pseudonymiser, pseudonymiser_from_env
+from workbench.security.throttle import FAILURES, SignInThrottle
+from workbench.security.tls import check_tls_files, server_context, tls_files_from_env
 from workbench.security.tokens import TokenStore
 from workbench.server import handlers as h
 from workbench.server.hub import DEFAULT_QUEUE, Hub
@@ -60,27 +62,28 @@ class ServeConfig:
     group_id: str = "workbench-serve"
     start: str = "latest"
     pseudonymiser: Pseudonymiser | None = None
+    sign_in_failures: int = FAILURES
+    """Failed sign-ins a client may make in a minute before it is refused for a minute."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is outside 0–65535")
-        if (self.certfile is None) != (self.keyfile is None):
-            raise ConfigError("TLS needs both a certificate file and a key file")
-        for path in (self.certfile, self.keyfile):
-            if path is not None and not Path(path).is_file():
-                raise ConfigError(f"TLS file {path} does not exist")
+        check_tls_files(self.certfile, self.keyfile)
+        if self.sign_in_failures < 1:
+            raise ConfigError(f"sign_in_failures={self.sign_in_failures}: allow at least 1")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ServeConfig:
         """From ``WORKBENCH_SERVE_*``, ``WORKBENCH_TLS_*``, ``WORKBENCH_WS_QUEUE`` and the
         pseudonymisation key variables, then the non-None ``overrides``."""
         env = os.environ
+        certfile, keyfile = tls_files_from_env()
         values: dict[str, Any] = {
             "host": env.get("WORKBENCH_SERVE_HOST") or "127.0.0.1",
             "port": _int(env, "WORKBENCH_SERVE_PORT", DEFAULT_PORT),
             "max_queue": _int(env, "WORKBENCH_WS_QUEUE", DEFAULT_QUEUE),
-            "certfile": Path(env["WORKBENCH_TLS_CERT"]) if env.get("WORKBENCH_TLS_CERT") else None,
-            "keyfile": Path(env["WORKBENCH_TLS_KEY"]) if env.get("WORKBENCH_TLS_KEY") else None,
+            "certfile": certfile,
+            "keyfile": keyfile,
             "pseudonymiser": pseudonymiser_from_env(),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -95,10 +98,7 @@ class ServeConfig:
         """The server's TLS context, or None without a certificate."""
         if self.certfile is None or self.keyfile is None:
             return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(self.certfile, self.keyfile)
-        return context
+        return server_context(self.certfile, self.keyfile)
 
 
 def freeze_startup_objects() -> None:
@@ -128,6 +128,7 @@ class ApiServer:
         self.db = db or open_database(settings.database)
         self.alerts = AlertStore(self.db)
         self.tokens = TokenStore(self.db)
+        self.throttle = SignInThrottle(config.sign_in_failures)
         self.audit = AuditLog(self.db)
         self.hub = Hub(config.max_queue)
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="workbench-db")

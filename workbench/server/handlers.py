@@ -8,7 +8,6 @@ message says what is wrong and what is allowed; every change is written to the a
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -20,6 +19,7 @@ from workbench.alerts.model import SEVERITIES
 from workbench.models.ensemble import SPECIFICITY
 from workbench.schema import DEVICE_TYPES
 from workbench.security.audit import AuditQuery
+from workbench.security.redact import redact
 from workbench.security.tokens import ROLES, Principal
 from workbench.server.hub import Client, ReadingFilter
 from workbench.store.alerts import STATES, AlertQuery, LifecycleError
@@ -33,7 +33,6 @@ MAX_PAGE = 1000
 MAX_OFFSET = 10**9
 ARG_MAX = 200
 """Longest query value accepted."""
-_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&]*")
 
 
 class Base(RequestHandler):
@@ -53,8 +52,15 @@ class Base(RequestHandler):
         token = header[7:].strip() if header[:7].lower() == "bearer " else None
         if token is None and self.query_token:
             token = self.get_query_argument("token", None)
+        client = self.request.remote_ip or "?"
+        refusal = self.server.throttle.refusal(client) if token else None
+        if refusal:
+            self.set_header("Retry-After", f"{self.server.throttle.retry_after(client):.0f}")
+            raise HTTPError(429, refusal)
         principal = await self.server.in_db(self.server.tokens.authenticate, token)
         if principal is None:
+            if token:
+                self.server.throttle.failed(client)
             self.set_header("WWW-Authenticate", 'Bearer realm="workbench"')
             why = "no token given" if not token else "the token is unknown or revoked"
             raise HTTPError(401, f"{why}: send 'Authorization: Bearer <token>'")
@@ -67,7 +73,7 @@ class Base(RequestHandler):
 
     def _request_summary(self) -> str:
         """What tornado logs for a request, with any ``?token=`` value blanked out."""
-        uri = _TOKEN_IN_QUERY.sub(r"\1***", self.request.uri or "")
+        uri = redact(self.request.uri or "")
         return f"{self.request.method} {uri} ({self.request.remote_ip})"
 
     @property

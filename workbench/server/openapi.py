@@ -8,7 +8,7 @@ from typing import Any
 from workbench.alerts.model import SEVERITIES
 from workbench.models.ensemble import SPECIFICITY
 from workbench.schema import DEVICE_TYPES
-from workbench.security.tokens import ROLES
+from workbench.security.tokens import NAME_MAX, NAME_PATTERN, ROLES
 from workbench.store.alerts import MAX_RETENTION_DAYS, STATES
 
 ERRORS = {
@@ -314,7 +314,12 @@ def openapi() -> dict[str, Any]:
                     requestBody=_body(
                         _obj(
                             {
-                                "name": {"type": "string", "minLength": 1, "maxLength": 64},
+                                "name": {
+                                    "type": "string",
+                                    "pattern": f"^{NAME_PATTERN.pattern}$",
+                                    "minLength": 1,
+                                    "maxLength": NAME_MAX,
+                                },
                                 "role": {"type": "string", "enum": list(ROLES)},
                             }
                         )

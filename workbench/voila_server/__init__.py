@@ -1,0 +1,1 @@
+"""The dashboard's server: Voilà, hardened for viewers who share one machine (see ``app``)."""
