@@ -49,6 +49,24 @@ def log_request(handler: web.RequestHandler) -> None:
     )
 
 
+def swap_handlers(routes: list, replacements: dict[type, type]) -> list:
+    """``routes`` with each handler class in ``replacements`` swapped for its replacement;
+    RuntimeError if one of them is not routed (a Voilà upgrade moved it: never serve it
+    unguarded)."""
+    swapped, found = [], set()
+    for route in routes:
+        ours = replacements.get(route[1])
+        if ours is not None:
+            found.add(route[1])
+            route = (route[0], ours, *route[2:])
+        swapped.append(route)
+    missing = set(replacements) - found
+    if missing:
+        names = ", ".join(sorted(c.__name__ for c in missing))
+        raise RuntimeError(f"this Voilà no longer routes {names}; review workbench.voila_server")
+    return swapped
+
+
 class WorkbenchVoila(Voila):
     """Voilà with the workbench's kernel ownership, limits, guards and TLS."""
 
@@ -88,21 +106,7 @@ class WorkbenchVoila(Voila):
         return settings
 
     def init_handlers(self) -> list:
-        handlers = []
-        replaced = set()
-        for route in super().init_handlers():
-            ours = ROUTES.get(route[1])
-            if ours is not None:
-                replaced.add(route[1])
-                route = (route[0], ours, *route[2:])
-            handlers.append(route)
-        missing = set(ROUTES) - replaced
-        if missing:  # a Voilà upgrade moved a route: refuse to serve it unguarded
-            names = ", ".join(sorted(c.__name__ for c in missing))
-            raise RuntimeError(
-                f"this Voilà no longer routes {names}; review workbench.voila_server"
-            )
-        return handlers
+        return swap_handlers(super().init_handlers(), ROUTES)
 
     @property
     def display_url(self) -> str:
