@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 
 from workbench.config import Settings
 from workbench.live import local_broker_for
@@ -65,10 +63,6 @@ def _server_info(proc: subprocess.Popen, timeout_s: float) -> dict:
     raise TimeoutError(f"JupyterLab did not start listening in {timeout_s:.0f} s")
 
 
-def _interrupt(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def run_lab(
     settings: Settings,
     port: int = 8888,
@@ -76,7 +70,8 @@ def run_lab(
     notebooks: Path = NOTEBOOKS,
     progress: Callable[[str], None] = _say,
 ) -> int:
-    """Run JupyterLab until Ctrl-C (or SIGTERM); the link goes to stdout. Returns an exit code."""
+    """Run JupyterLab until Ctrl-C (``KeyboardInterrupt``; the command line makes SIGTERM one
+    too); the link goes to stdout. Returns an exit code."""
     if not notebooks.is_dir():
         raise ValueError(f"no notebooks directory at {notebooks}: run from a workbench checkout")
     if not 0 <= port <= 65535:
@@ -85,7 +80,6 @@ def run_lab(
         created = ensure_topics(settings)
         if created:
             progress(f"created topics {', '.join(created)}")
-        previous = signal.signal(signal.SIGTERM, _interrupt)
         proc = subprocess.Popen(
             lab_command(notebooks, port, open_browser),
             env=os.environ | settings.export_env(),
@@ -110,4 +104,3 @@ def run_lab(
             if proc.poll() is None:
                 progress("stopping JupyterLab and its kernels…")
                 stop_dashboard(proc, STOP_TIMEOUT_S)  # stops any Jupyter server the same way
-            signal.signal(signal.SIGTERM, previous)

@@ -7,7 +7,6 @@ handled, and the broker stops if this run started it.
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 import threading
 
@@ -16,8 +15,6 @@ from workbench.live import REFRESH_S, StatusDisplay, local_broker_for
 from workbench.server.app import ApiServer, ServeConfig, freeze_startup_objects
 from workbench.stopping import stop_signals
 from workbench.streams.topics import ensure_topics
-
-log = logging.getLogger(__name__)
 
 
 def _say(message: str) -> None:
@@ -50,10 +47,7 @@ async def _serve(settings: Settings, config: ServeConfig, stop: threading.Event)
     display = StatusDisplay()
     try:
         while not stop.is_set():
-            try:
-                display.show(_status(server))
-            except Exception:  # a status line is never worth the server
-                log.exception("the status line failed; the server goes on")
+            display.update(lambda: _status(server))
             await asyncio.sleep(REFRESH_S)
     finally:
         _say("stopping: disconnecting clients, committing what was handled…")
