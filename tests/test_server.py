@@ -489,12 +489,14 @@ def test_workbench_serve_handles_batches_on_its_event_loop_and_stops_on_ignored_
         serve.wait_for("serving on")
         producer = make_producer(kafka)
         deadline = time.monotonic() + 60
-        while not any("batch handled" in line for line in serve.lines):
-            assert time.monotonic() < deadline, serve.output
-            producer.send("iot.readings", encode(env_reading(1, 0)), key=b"env-0001")
-            producer.flush()
-            time.sleep(0.5)
-        producer.close()
+        try:
+            while not any("batch handled" in line for line in serve.lines):
+                assert time.monotonic() < deadline, serve.output
+                producer.send("iot.readings", encode(env_reading(1, 0)), key=b"env-0001")
+                producer.flush()
+                time.sleep(0.5)
+        finally:
+            producer.close()
         threads = set(re.findall(r"batch handled on (.+)", serve.output))
         assert threads == {"MainThread"}
         code, took = serve.stop(signal.SIGINT, 60)

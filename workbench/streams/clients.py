@@ -95,12 +95,15 @@ class DeliveryCounts:
         return sum(sent - done - failed for sent, done, failed in self._counts.values())
 
     def sent(self, topic: str) -> None:
+        """One message handed to the client."""
         self._add(topic, 0)
 
     def delivered(self, topic: str) -> None:
+        """One message acknowledged by the broker."""
         self._add(topic, 1)
 
     def failed(self, topic: str) -> None:
+        """One message reported as failed."""
         self._add(topic, 2)
 
     def settle(self, timeout_s: float) -> int:
