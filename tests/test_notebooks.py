@@ -136,7 +136,7 @@ def simulate_into(settings: Settings, topics: dict[str, str], **options: object)
         truth_topic=topics["truth"],
         **options,
     )
-    assert stats.sent and not stats.failed
+    assert stats.sent and not stats.undelivered
     return {json.loads(v)["device_id"] for v in read_all(settings, topics["readings"], idle_s=1)}
 
 

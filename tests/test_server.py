@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_helpers import RunningCommand
 from tests.kafka_helpers import env_reading
 from tests.postgres_helpers import throwaway_postgres
 from tests.server_helpers import Api, start_api, ws_connect, ws_status
@@ -281,6 +282,33 @@ def test_revoking_a_token_closes_its_open_sockets(api: Api) -> None:
     assert any(made["token_id"] in a["target"] for a in audit)
 
 
+def test_a_failing_metrics_second_does_not_end_the_metrics_channel(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = api.server.pipeline.metrics
+    calls: list[float] = []
+
+    def fails_once() -> dict:
+        calls.append(time.time())
+        if len(calls) == 1:
+            raise RuntimeError("deque mutated during iteration")
+        return real()
+
+    monkeypatch.setattr(api.server.pipeline, "metrics", fails_once)
+
+    async def next_metrics_after_the_failure() -> dict:
+        ws = await ws_connect(api.server.ws_url + "/metrics", api.tokens["viewer"])
+        try:
+            while True:
+                message = json.loads(await asyncio.wait_for(ws.read_message(), 10))
+                if len(calls) > 1 and message["at"] > calls[0]:
+                    return message
+        finally:
+            ws.close()
+
+    assert asyncio.run(next_metrics_after_the_failure())["pipeline"]["status"]
+
+
 def _raw_socket_that_never_reads(port: int, path: str, token: str) -> socket.socket:
     """A WebSocket client that completes the handshake and then reads nothing at all."""
     s = socket.socket()
@@ -448,3 +476,77 @@ def test_workbench_serve_answers_with_a_token_and_stops_on_ctrl_c(
     finally:
         if serve.poll() is None:
             serve.kill()
+
+
+SINK_SPY = """
+import sys, threading
+from workbench.server.pipeline import LivePipeline
+handle = LivePipeline._handle
+async def spy(self, batch):
+    print(f"batch handled on {threading.current_thread().name}", flush=True)
+    return await handle(self, batch)
+LivePipeline._handle = spy
+from workbench.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_workbench_serve_handles_batches_on_its_event_loop_and_stops_on_ignored_sigint(
+    kafka: Settings, tmp_path: Path
+) -> None:
+    """The pipeline's sinks share the server's loop (the main thread): on any other thread they
+    race the handlers that read the same state (it crashed `workbench serve`). Started as a
+    script's background job (SIGINT ignored), Ctrl-C still stops it."""
+    env = {"WORKBENCH_DATA_DIR": str(tmp_path), "WORKBENCH_DATABASE_URL": ""}
+    args = ["serve", "--port", "0", "--bootstrap-servers", kafka.bootstrap]
+    args += ["--group", f"g-{uuid.uuid4().hex[:6]}"]
+    with RunningCommand(*args, env=env, code=SINK_SPY) as serve:
+        serve.wait_for("serving on")
+        producer = make_producer(kafka)
+        deadline = time.monotonic() + 60
+        try:
+            while not any("batch handled" in line for line in serve.lines):
+                assert time.monotonic() < deadline, serve.output
+                producer.send("iot.readings", encode(env_reading(1, 0)), key=b"env-0001")
+                producer.flush()
+                time.sleep(0.5)
+        finally:
+            producer.close()
+        threads = set(re.findall(r"batch handled on (.+)", serve.output))
+        assert threads == {"MainThread"}
+        code, took = serve.stop(signal.SIGINT, 60)
+        assert code == 0 and took < 30, serve.output
+        assert "stopped" in serve.output
+
+
+METRICS_FAIL_AT_FIRST = """
+import sys, time
+from workbench.streams.metrics import PipelineMetrics
+snapshot = PipelineMetrics.snapshot
+first = []
+def failing(self):
+    first.append(first[0] if first else time.monotonic())
+    if time.monotonic() - first[0] < 1.5:
+        raise RuntimeError("deque mutated during iteration")
+    return snapshot(self)
+PipelineMetrics.snapshot = failing
+from workbench.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_workbench_serve_outlives_failing_metrics_and_says_so(
+    kafka: Settings, tmp_path: Path
+) -> None:
+    env = {"WORKBENCH_DATA_DIR": str(tmp_path), "WORKBENCH_DATABASE_URL": ""}
+    args = ["serve", "--port", "0", "--bootstrap-servers", kafka.bootstrap]
+    args += ["--group", f"g-{uuid.uuid4().hex[:6]}"]
+    with RunningCommand(*args, env=env, code=METRICS_FAIL_AT_FIRST) as serve:
+        serve.wait_for("serving on")
+        serve.wait_for("the status line failed")
+        after = len(serve.lines)
+        serve.wait_for(r"pipeline: \w+ · ", after=after)  # status lines come back
+        assert serve.proc.poll() is None
+        code, _took = serve.stop(signal.SIGTERM, 60)
+        assert code == 0, serve.output
+        assert "stopped" in serve.output

@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
+import signal
 import threading
+import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import msgspec
 import numpy as np
 import pytest
+from kafka import KafkaConsumer, TopicPartition
+from workbench.broker.local import LocalBroker
 
+from tests.cli_helpers import RunningCommand
 from workbench import schema
-from workbench.config import TOPIC_READINGS, TOPIC_TRUTH, Settings
+from workbench.config import BACKENDS, TOPIC_READINGS, TOPIC_TRUTH, Settings
+from workbench.ports import free_port
 from workbench.simulator import (
     KINDS,
     SITES,
@@ -30,6 +38,8 @@ from workbench.simulator import (
     simulate,
 )
 from workbench.simulator import run as run_module
+from workbench.streams.clients import Deliveries
+from workbench.streams.topics import ensure_topics
 
 START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 DEVICES = 40
@@ -448,7 +458,7 @@ def test_bad_arguments_are_refused_clearly(kwargs, message):
 
 
 class FakeProducer:
-    """Records what the simulator would send to Kafka."""
+    """Records what the simulator would send to Kafka; the broker acknowledges it at once."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, bytes | None]] = []
@@ -463,15 +473,18 @@ class FakeProducer:
                 raise KeyboardInterrupt
         self.sent.append((topic, value, key))
 
+    def poll(self, timeout_s):
+        pass
+
     def flush(self, timeout_s=30.0):
         self.flushed = True
 
-    def close(self):
+    def close(self, timeout_s=10.0):
         self.closed = True
 
-    @property
-    def failed(self) -> int:
-        return 0
+    def deliveries(self, topic=None) -> Deliveries:
+        n = sum(1 for t, _, _ in self.sent if topic in (None, t))
+        return Deliveries(sent=n, delivered=n, failed=0, stalled_s=0.0)
 
 
 @pytest.fixture
@@ -511,7 +524,8 @@ def test_run_simulator_publishes_paced_keyed_readings_and_truth(producer):
     assert producer.flushed and producer.closed
     assert abs(readings[0].ts - datetime.now(UTC)) < timedelta(seconds=10)
     assert all(t.end <= readings[-1].ts for t in truths)
-    assert lines[-1].startswith("done: 1,000 readings") and "readings/s" in lines[-1]
+    assert lines[-1].startswith("done: 1,000 of 1,000 readings delivered in ")
+    assert "readings/s" in lines[-1] and "· 0 not delivered ·" in lines[-1]
     # Same seed, fleet and rate as simulate(): the same devices, seqs and anomalies.
     offline = list(simulate(20, 2_000, 1_000, anomaly_rate=1.0, seed=5))
     assert [(r.device_id, r.seq) for r in readings] == [(r.device_id, r.seq) for r, _ in offline]
@@ -566,3 +580,114 @@ def test_backfill_replays_past_fleet_life_at_once_then_stops(producer, bound):
     assert 1_950 <= len(readings) <= 2_000
     assert readings[0].ts < before - timedelta(seconds=95)
     assert all(r.ts <= datetime.now(UTC) for r in readings)  # nothing from the future
+
+
+# --- `workbench simulate` as a user runs it: a script's background job (SIGINT ignored) ---------
+
+NOT_DELIVERED = r"^stopped: .*· (\d[\d,]*) not delivered"
+
+
+def _count(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def _simulator_lines(output: str) -> list[str]:
+    """The simulator's own lines (not the Kafka clients' log records)."""
+    return [line for line in output.splitlines() if not line.startswith(("ERROR ", "WARNING "))]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_simulate_without_a_broker_says_so_and_stops_on_a_signal(
+    sig: signal.Signals, tmp_path: Path
+) -> None:
+    nowhere = f"127.0.0.1:{free_port()}"
+    args = ["simulate", "--bootstrap-servers", nowhere, "--devices", "10", "--rate", "300"]
+    with RunningCommand(*args, env={"WORKBENCH_DATA_DIR": str(tmp_path)}) as simulate:
+        simulate.wait_for(f"broker unreachable at {nowhere}", timeout_s=30)
+        time.sleep(6)  # a window and more of the client's reconnection errors
+        code, took = simulate.stop(sig, timeout_s=30)
+    output = simulate.output
+    assert code == 1 and took < 5, output
+    assert not re.search(r"[1-9][\d,]* readings (delivered|sent)", output)
+    final = _simulator_lines(output)[-1]
+    assert re.search(NOT_DELIVERED, final) and final.endswith(" 0 not delivered"), output
+    # The client's reconnection errors (several a second) are summarised, not streamed.
+    assert len(re.findall("ECONNREFUSED", output)) <= 3, output
+    assert re.search(r"[\d,]+ more Kafka client errors in the last [\d.]+ s", output), output
+
+
+def _end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        return {tp.partition: o for tp, o in consumer.end_offsets(partitions).items()}
+    finally:
+        consumer.close()
+
+
+def _read_since(settings: Settings, topic: str, offsets: dict[int, int]) -> list:
+    """Every record a consumer reads on ``topic`` from ``offsets`` to the current end."""
+    end = _end_offsets(settings, topic)
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+    records: list = []
+    try:
+        partitions = [TopicPartition(topic, p) for p in end]
+        consumer.assign(partitions)
+        for tp in partitions:
+            consumer.seek(tp, offsets.get(tp.partition, 0))
+        deadline = time.monotonic() + 60
+        while any(consumer.position(tp) < end[tp.partition] for tp in partitions):
+            assert time.monotonic() < deadline, f"read {len(records):,} records in 60 s"
+            for batch in consumer.poll(500).values():
+                records.extend(batch)
+    finally:
+        consumer.close()
+    return records
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_simulate_reports_as_delivered_what_a_consumer_then_reads(
+    kafka: Settings, backend: str
+) -> None:
+    ensure_topics(kafka)
+    before = _end_offsets(kafka, TOPIC_READINGS)
+    args = ["simulate", "--bootstrap-servers", kafka.bootstrap, "--client", backend]
+    args += ["--devices", "20"]
+    args += ["--rate", "2000", "--count", "3000", "--anomaly-rate", "0"]
+    with RunningCommand(*args) as simulate:
+        assert simulate.proc.wait(60) == 0, simulate.output
+    final = _simulator_lines(simulate.output)[-1]
+    assert final.startswith("done: 3,000 of 3,000 readings delivered in "), simulate.output
+    assert "· 0 not delivered ·" in final
+    assert len(_read_since(kafka, TOPIC_READINGS, before)) == 3_000
+
+
+@pytest.mark.kafka
+def test_simulate_through_a_broker_outage_counts_only_acknowledged_readings(
+    broker: LocalBroker, kafka: Settings
+) -> None:
+    ensure_topics(kafka)
+    before = _end_offsets(kafka, TOPIC_READINGS)
+    args = ["simulate", "--bootstrap-servers", kafka.bootstrap, "--devices", "20"]
+    with RunningCommand(*args, "--rate", "300", "--anomaly-rate", "0") as simulate:
+        simulate.wait_for(r"[1-9][\d,]* readings delivered")
+        broker.stop()
+        try:
+            stopped_at = len(simulate.lines)
+            simulate.wait_for(r"^broker unreachable \(nothing acknowledged", after=stopped_at)
+            code, took = simulate.stop(signal.SIGTERM, timeout_s=30)
+        finally:
+            broker.start()
+    output = simulate.output
+    assert code == 1 and took < 10, output
+    final = _simulator_lines(output)[-1]
+    figures = re.search(r"^stopped: ([\d,]+) of ([\d,]+) readings delivered", final)
+    undelivered = re.search(NOT_DELIVERED, final)
+    assert figures and undelivered, output
+    delivered, sent, missing = map(_count, (*figures.groups(), undelivered[1]))
+    assert missing > 0 and delivered + missing == sent
+    # Status lines during the outage never counted a reading the broker had not acknowledged.
+    during = [_count(m) for m in re.findall(r"(?:^|· )([\d,]+) readings delivered", output, re.M)]
+    assert max(during) == delivered, output
+    assert delivered <= len(_read_since(kafka, TOPIC_READINGS, before)) <= sent

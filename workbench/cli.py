@@ -12,7 +12,9 @@ from pathlib import Path
 from workbench import __version__
 from workbench.config import BACKENDS, ConfigError, Settings
 from workbench.security.tokens import ROLES
+from workbench.stopping import stop_signals
 from workbench.store.db import NotFound
+from workbench.streams.clientlog import summarise_client_logs
 from workbench.voila import DEFAULT_PORT as DEFAULT_DASHBOARD_PORT
 from workbench.voila import DashboardError
 
@@ -95,21 +97,28 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     """workbench simulate: publish simulated readings (and ground truth) until done or Ctrl-C."""
     from workbench.simulator.run import run_simulator
-    from workbench.streams.topics import ensure_topics
+    from workbench.streams.topics import ensure_topics_when_reachable
 
     settings = _settings(args)
-    ensure_topics(settings)
-    stats = run_simulator(
-        settings,
-        devices=args.devices,
-        rate=args.rate,
-        duration_s=args.duration,
-        count=args.count,
-        seed=args.seed,
-        progress=_progress,
-        **({} if args.anomaly_rate is None else {"anomaly_rate": args.anomaly_rate}),
-    )
-    return 0 if not stats.failed else 1
+    with stop_signals() as stop:
+        if ensure_topics_when_reachable(settings, stop, _progress) is None:
+            _progress(
+                f"stopped: the broker at {settings.bootstrap} never answered, so no readings were "
+                "made · 0 not delivered"
+            )
+            return 1
+        stats = run_simulator(
+            settings,
+            devices=args.devices,
+            rate=args.rate,
+            duration_s=args.duration,
+            count=args.count,
+            seed=args.seed,
+            progress=_progress,
+            stop_event=stop,
+            **({} if args.anomaly_rate is None else {"anomaly_rate": args.anomaly_rate}),
+        )
+    return 0 if not stats.undelivered else 1
 
 
 def cmd_consume(args: argparse.Namespace) -> int:
@@ -138,18 +147,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """workbench dashboard: serve the Voilà dashboard alone, against the configured cluster."""
-    import signal
-    import threading
-
     from workbench.broker import local_broker_for
     from workbench.streams.topics import ensure_topics
     from workbench.voila import dashboard_url, link_token, start_dashboard, stop_dashboard
 
     settings = _settings(args)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     with (
+        stop_signals() as stop,
         local_broker_for(settings, progress=_progress),
         link_token(settings, "workbench dashboard") as token,
     ):
@@ -519,13 +523,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``workbench`` console script."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("kafka", "workbench.streams.clients"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    summarise_client_logs()
     args = build_parser().parse_args(argv)
     from workbench.broker import BrokerError
 
     try:
-        return args.func(args)
+        # Commands that watch for a stop request take the signals over; for the others both
+        # signals interrupt, as Ctrl-C does, and they clean up as they unwind.
+        with stop_signals(interrupt=True):
+            return args.func(args)
     except (ConfigError, BrokerError, DashboardError, ValueError, NotFound) as exc:
         print(f"workbench: {exc}", file=sys.stderr)
         return 2

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 
 from workbench.broker import local_broker_for
 from workbench.config import Settings
@@ -77,10 +75,6 @@ def example_notebooks(settings: Settings, progress: Callable[[str], None] = _say
     return user_copies
 
 
-def _interrupt(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def run_lab(
     settings: Settings,
     port: int = 8888,
@@ -88,7 +82,8 @@ def run_lab(
     notebooks: Path | None = None,
     progress: Callable[[str], None] = _say,
 ) -> int:
-    """Run JupyterLab until Ctrl-C (or SIGTERM); the link goes to stdout. Returns an exit code.
+    """Run JupyterLab until Ctrl-C (``KeyboardInterrupt``; the command line makes SIGTERM one
+    too); the link goes to stdout. Returns an exit code.
 
     ``notebooks`` defaults to the example notebooks: a checkout's own, or, for an installed
     package, copies in ``settings.data_dir / "notebooks"`` (made the first time, never
@@ -103,7 +98,6 @@ def run_lab(
         created = ensure_topics(settings)
         if created:
             progress(f"created topics {', '.join(created)}")
-        previous = signal.signal(signal.SIGTERM, _interrupt)
         proc = subprocess.Popen(
             lab_command(notebooks, port, open_browser),
             env=os.environ | settings.export_env(),
@@ -128,4 +122,3 @@ def run_lab(
             if proc.poll() is None:
                 progress("stopping JupyterLab and its kernels…")
                 stop_dashboard(proc, STOP_TIMEOUT_S)  # stops any Jupyter server the same way
-            signal.signal(signal.SIGTERM, previous)

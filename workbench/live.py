@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
+import logging
 import sys
 import threading
 import time
@@ -18,12 +18,14 @@ from workbench.alerts.publish import AlertPublisher
 from workbench.broker import local_broker_for
 from workbench.config import Settings
 from workbench.models.ensemble import EnsembleDetector
+from workbench.stopping import stop_signals
 from workbench.streams.clients import make_producer
 from workbench.streams.detect import DetectionStage
 from workbench.streams.source import from_kafka_readings
 from workbench.streams.topics import ensure_topics
 
 REFRESH_S = 1.0
+log = logging.getLogger(__name__)
 
 
 def _say(message: str) -> None:
@@ -37,6 +39,14 @@ class StatusDisplay:
         self.tty = sys.stderr.isatty()
         self.last_print = 0.0
         self.drawn = 0
+
+    def update(self, status: Callable[[], list[str]]) -> None:
+        """Show ``status()``; if it fails, log why and carry on: a status line is never worth
+        the command that shows it."""
+        try:
+            self.show(status())
+        except Exception:
+            log.exception("the status line failed; carrying on")
 
     def show(self, lines: list[str]) -> None:
         now = time.monotonic()
@@ -62,9 +72,6 @@ def _alert_line(stage: DetectionStage) -> str:
 async def _run_pipeline(
     settings: Settings, group_id: str, status: Callable[[], list[str]], stop: threading.Event
 ) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     source = from_kafka_readings(settings, group_id=group_id, start="latest")
     producer = make_producer(settings, client_id="workbench-alerts")
     stage = DetectionStage(EnsembleDetector(), publisher=AlertPublisher(producer))
@@ -73,8 +80,8 @@ async def _run_pipeline(
     display = StatusDisplay()
     try:
         while not stop.is_set():
-            display.show(
-                [
+            display.update(
+                lambda: [
                     *status(),
                     "pipeline: " + source.metrics.snapshot().line(),
                     "alerts: " + _alert_line(stage),
@@ -87,8 +94,6 @@ async def _run_pipeline(
         await source.wait_stopped()
         stage.close()
         producer.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
 
 
 def run_live(
@@ -105,13 +110,12 @@ def run_live(
 
     With ``dashboard_port`` the Voilà dashboard is served there too and its link printed.
     """
-    stop = threading.Event()
     simulator_lines: list[str] = []
 
     def simulator_progress(message: str) -> None:
         simulator_lines[:] = [f"simulator: {message}"]
 
-    with local_broker_for(settings), contextlib.ExitStack() as exits:
+    with stop_signals() as stop, local_broker_for(settings), contextlib.ExitStack() as exits:
         created = ensure_topics(settings)
         if created:
             _say(f"created topics {', '.join(created)}")
@@ -134,10 +138,11 @@ def run_live(
         if dashboard_port is not None:
             from workbench.voila import dashboard_url, link_token, start_dashboard, stop_dashboard
 
-            log = settings.data_dir / "voila.log"
+            voila_log = settings.data_dir / "voila.log"
             token = exits.enter_context(link_token(settings, "workbench up"))
-            dashboard = start_dashboard(settings, port=dashboard_port, log=log)
-            _say(f"dashboard: {dashboard_url('127.0.0.1', dashboard_port, token)}  (log: {log})")
+            dashboard = start_dashboard(settings, port=dashboard_port, log=voila_log)
+            link = dashboard_url("127.0.0.1", dashboard_port, token)
+            _say(f"dashboard: {link}  (log: {voila_log})")
         for t in threads:
             t.start()
         _say(f"live on {settings.bootstrap} ({settings.backend}); Ctrl-C stops everything")
@@ -147,6 +152,8 @@ def run_live(
             stop.set()
             for t in threads:
                 t.join(60)
+            for line in simulator_lines:  # its final count: what was delivered, what was not
+                _say(line)
             if dashboard is not None:
                 stop_dashboard(dashboard)
     _say("stopped")

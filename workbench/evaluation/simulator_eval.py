@@ -137,7 +137,7 @@ def evaluate_simulator(
             truth_topic=topics["truth"],
             **extra,
         )
-        return stats.sent
+        return stats.delivered
 
     asyncio.run(_run_pipeline(settings, topics, detector, simulate, progress))
     truths = [decode_truth(v) for v in read_all(settings, topics["truth"])]

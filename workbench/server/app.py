@@ -207,8 +207,11 @@ class ApiServer:
 
     async def _broadcast_metrics(self) -> None:
         while True:
-            message = {"type": "metrics", "at": time.time(), **self.pipeline.metrics()}
-            self.hub.publish("metrics", _encode(message))
+            try:
+                message = {"type": "metrics", "at": time.time(), **self.pipeline.metrics()}
+                self.hub.publish("metrics", _encode(message))
+            except Exception:  # one bad second must not end the channel for good
+                log.exception("metrics broadcast failed; trying again in a second")
             await asyncio.sleep(METRICS_INTERVAL_S)
 
     async def _sweep_retention(self) -> None:

@@ -7,14 +7,14 @@ handled, and the broker stops if this run started it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import sys
+import threading
 
 from workbench.broker import local_broker_for
 from workbench.config import Settings
 from workbench.live import REFRESH_S, StatusDisplay
 from workbench.server.app import ApiServer, ServeConfig, freeze_startup_objects
+from workbench.stopping import stop_signals
 from workbench.streams.topics import ensure_topics
 
 
@@ -22,11 +22,22 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-async def _serve(server: ApiServer) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+def _status(server: ApiServer) -> list[str]:
+    m = server.pipeline.metrics()
+    clients = m["clients"]
+    return [
+        "pipeline: " + server.pipeline.source.metrics.snapshot().line(),
+        f"alerts: {m['alerts']['active']:,} active · "
+        f"{m['alerts']['stored_updates']:,} stored updates",
+        "clients: "
+        + " · ".join(f"{n:,} {ch}" for ch, n in clients["clients"].items())
+        + f" · {clients['dropped_msgs']:,} msgs dropped",
+    ]
+
+
+async def _serve(settings: Settings, config: ServeConfig, stop: threading.Event) -> None:
+    # Made here, on the running loop: the pipeline's source emits on the loop it was made on.
+    server = ApiServer(settings, config)
     await server.start()
     freeze_startup_objects()
     tls = "TLS" if server.config.certfile else "no TLS"
@@ -37,33 +48,19 @@ async def _serve(server: ApiServer) -> None:
     display = StatusDisplay()
     try:
         while not stop.is_set():
-            m = server.pipeline.metrics()
-            clients = m["clients"]
-            display.show(
-                [
-                    "pipeline: " + server.pipeline.source.metrics.snapshot().line(),
-                    f"alerts: {m['alerts']['active']:,} active · "
-                    f"{m['alerts']['stored_updates']:,} stored updates",
-                    "clients: "
-                    + " · ".join(f"{n:,} {ch}" for ch, n in clients["clients"].items())
-                    + f" · {clients['dropped_msgs']:,} msgs dropped",
-                ]
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), REFRESH_S)
+            display.update(lambda: _status(server))
+            await asyncio.sleep(REFRESH_S)
     finally:
         _say("stopping: disconnecting clients, committing what was handled…")
         await server.stop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
 
 
 def run_server(settings: Settings, config: ServeConfig) -> int:
-    """Serve until Ctrl-C."""
-    with local_broker_for(settings):
+    """Serve until Ctrl-C or SIGTERM."""
+    with stop_signals() as stop, local_broker_for(settings):
         created = ensure_topics(settings)
         if created:
             _say(f"created topics {', '.join(created)}")
-        asyncio.run(_serve(ApiServer(settings, config)))
+        asyncio.run(_serve(settings, config, stop))
     _say("stopped")
     return 0

@@ -1,12 +1,15 @@
 """Kafka client backends behind one small interface: kafka-python (default) and confluent-kafka.
 
 A consumer backend polls raw record batches and commits explicit offsets; a producer backend sends
-bytes. Both are blocking and not thread-safe: callers keep each one on a single thread.
+bytes and counts the broker's delivery reports. Both are blocking and not thread-safe: callers keep
+each one on a single thread (the delivery counts alone may be read from any).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +54,74 @@ class ConsumerBackend(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class Deliveries:
+    """What a producer did with the messages handed to it, from the broker's delivery reports."""
+
+    sent: int
+    """Messages handed to the client."""
+    delivered: int
+    """Acknowledged by the broker."""
+    failed: int
+    """Reported as failed (refused by the broker, or given up on after the delivery timeout)."""
+    stalled_s: float
+    """Seconds messages have been waiting with no acknowledgement at all (0 when none waits)."""
+
+    @property
+    def pending(self) -> int:
+        """Handed over, no delivery report yet."""
+        return self.sent - self.delivered - self.failed
+
+
+class DeliveryCounts:
+    """Per-topic delivery counts, kept by the client's callbacks on whichever thread runs them."""
+
+    def __init__(self) -> None:
+        self._settled = threading.Condition()
+        self._counts: dict[str, list[int]] = {}  # topic → [sent, delivered, failed]
+        self._progress_at = time.monotonic()
+        """When messages last started waiting (none pending before) or one was acknowledged."""
+
+    def _add(self, topic: str, column: int) -> None:
+        now = time.monotonic()
+        with self._settled:
+            if column == 1 or (column == 0 and not self._pending()):
+                self._progress_at = now
+            self._counts.setdefault(topic, [0, 0, 0])[column] += 1
+            if column and not self._pending():
+                self._settled.notify_all()
+
+    def _pending(self) -> int:
+        return sum(sent - done - failed for sent, done, failed in self._counts.values())
+
+    def sent(self, topic: str) -> None:
+        """One message handed to the client."""
+        self._add(topic, 0)
+
+    def delivered(self, topic: str) -> None:
+        """One message acknowledged by the broker."""
+        self._add(topic, 1)
+
+    def failed(self, topic: str) -> None:
+        """One message reported as failed."""
+        self._add(topic, 2)
+
+    def settle(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` until every message has its report; how many still wait."""
+        with self._settled:
+            self._settled.wait_for(lambda: not self._pending(), timeout_s)
+            return self._pending()
+
+    def of(self, topic: str | None = None) -> Deliveries:
+        """The counts for one topic, or for all of them."""
+        with self._settled:
+            rows = list(self._counts.values()) if topic is None else [self._counts.get(topic)]
+            sent, delivered, failed = (sum(r[i] for r in rows if r) for i in range(3))
+            waiting = self._pending() > 0
+            stalled = time.monotonic() - self._progress_at if waiting else 0.0
+        return Deliveries(sent, delivered, failed, stalled)
+
+
 class ProducerBackend(Protocol):
     """What the simulator, the dead-letter writer and the alert publisher need from a producer."""
 
@@ -61,11 +132,10 @@ class ProducerBackend(Protocol):
         key: bytes | None = None,
         headers: Sequence[tuple[str, bytes]] | None = None,
     ) -> None: ...
+    def poll(self, timeout_s: float) -> None: ...
     def flush(self, timeout_s: float = 30.0) -> None: ...
-    def close(self) -> None: ...
-
-    @property
-    def failed(self) -> int: ...
+    def close(self, timeout_s: float = 10.0) -> None: ...
+    def deliveries(self, topic: str | None = None) -> Deliveries: ...
 
 
 @dataclass
@@ -263,12 +333,12 @@ class ConfluentConsumer:
 
 
 class KafkaPythonProducer:
-    """Producer backend on kafka-python."""
+    """Producer backend on kafka-python; its delivery reports arrive on the client's own thread."""
 
     def __init__(self, settings: Settings, client_id: str = "workbench") -> None:
         from kafka import KafkaProducer
 
-        self._failed = 0
+        self._counts = DeliveryCounts()
         self._producer = KafkaProducer(
             bootstrap_servers=settings.bootstrap,
             client_id=client_id,
@@ -280,8 +350,11 @@ class KafkaPythonProducer:
             **settings.kafka_python_security(),
         )
 
-    def _on_error(self, exc: BaseException) -> None:
-        self._failed += 1
+    def _on_success(self, topic: str, _metadata: object) -> None:
+        self._counts.delivered(topic)
+
+    def _on_error(self, topic: str, exc: BaseException) -> None:
+        self._counts.failed(topic)
         log.error("Kafka delivery failed: %s", exc)
 
     def send(
@@ -292,27 +365,40 @@ class KafkaPythonProducer:
         headers: Sequence[tuple[str, bytes]] | None = None,
     ) -> None:
         future = self._producer.send(topic, value=value, key=key, headers=list(headers or ()))
-        future.add_errback(self._on_error)
+        self._counts.sent(topic)
+        future.add_callback(self._on_success, topic)
+        future.add_errback(self._on_error, topic)
+
+    def poll(self, timeout_s: float) -> None:
+        """Reports need no serving here: just wait."""
+        time.sleep(timeout_s)
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        self._producer.flush(timeout=timeout_s)
+        """Wait until every message has its delivery report; TimeoutError after ``timeout_s``."""
+        remaining = self._counts.settle(timeout_s)  # batches go out by themselves (5 ms linger)
+        if remaining:
+            raise TimeoutError(f"{remaining} messages still undelivered after {timeout_s:.0f} s")
 
-    def close(self) -> None:
-        self._producer.close(timeout=10)
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Flush for up to ``timeout_s``, then let go of the client and whatever is undelivered."""
+        from kafka.errors import KafkaTimeoutError
 
-    @property
-    def failed(self) -> int:
-        """Messages the broker never acknowledged."""
-        return self._failed
+        self._counts.settle(timeout_s)
+        with contextlib.suppress(KafkaTimeoutError):  # undelivered left: its threads are daemons
+            self._producer.close(timeout=0)
+
+    def deliveries(self, topic: str | None = None) -> Deliveries:
+        """Delivery counts for one topic or all."""
+        return self._counts.of(topic)
 
 
 class ConfluentProducer:
-    """Producer backend on confluent-kafka (librdkafka)."""
+    """Producer backend on confluent-kafka (librdkafka); reports are served by poll and flush."""
 
     def __init__(self, settings: Settings, client_id: str = "workbench") -> None:
         from confluent_kafka import Producer
 
-        self._failed = 0
+        self._counts = DeliveryCounts()
         self._producer = Producer(
             {
                 **_librdkafka_config(settings),
@@ -326,9 +412,11 @@ class ConfluentProducer:
             logger=log,
         )
 
-    def _on_delivery(self, err: object, _msg: object) -> None:
-        if err is not None:
-            self._failed += 1
+    def _on_delivery(self, err: object, msg: Any) -> None:
+        if err is None:
+            self._counts.delivered(msg.topic())
+        else:
+            self._counts.failed(msg.topic())
             log.error("Kafka delivery failed: %s", err)
 
     def send(
@@ -346,20 +434,26 @@ class ConfluentProducer:
                 break
             except BufferError:  # local queue full: let librdkafka drain it
                 self._producer.poll(0.05)
+        self._counts.sent(topic)
         self._producer.poll(0)
 
+    def poll(self, timeout_s: float) -> None:
+        """Serve delivery reports for up to ``timeout_s``."""
+        self._producer.poll(timeout_s)
+
     def flush(self, timeout_s: float = 30.0) -> None:
+        """Wait until every message has its delivery report; TimeoutError after ``timeout_s``."""
         remaining = self._producer.flush(timeout_s)
         if remaining:
             raise TimeoutError(f"{remaining} messages still undelivered after {timeout_s:.0f} s")
 
-    def close(self) -> None:
-        self.flush()
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Flush for up to ``timeout_s``; librdkafka drops what is left when the object goes."""
+        self._producer.flush(timeout_s)
 
-    @property
-    def failed(self) -> int:
-        """Messages the broker never acknowledged."""
-        return self._failed
+    def deliveries(self, topic: str | None = None) -> Deliveries:
+        """Delivery counts for one topic or all."""
+        return self._counts.of(topic)
 
 
 def deliver(
@@ -371,14 +465,14 @@ def deliver(
 
     Used before committing offsets: raises if the broker refused any, so nothing is lost.
     """
-    failed_before = producer.failed
+    failed_before = producer.deliveries(topic).failed
     n = 0
     for key, value, headers in messages:
         producer.send(topic, value, key=key, headers=headers)
         n += 1
     if n:
         producer.flush()
-        refused = producer.failed - failed_before
+        refused = producer.deliveries(topic).failed - failed_before
         if refused:
             raise RuntimeError(f"the broker refused {refused} of {n} messages to {topic}")
     return n

@@ -2,10 +2,13 @@
 
 Updated once per batch (never per message) so keeping them costs nothing measurable. Latency is
 record timestamp (set by the producer) → batch handled downstream, sampled from each batch.
+Written on the source's loop and read from any thread (dashboard, detection thread, status lines),
+so every compound update and read holds one lock.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -57,9 +60,10 @@ class MetricsSnapshot:
 
 
 class PipelineMetrics:
-    """Accumulates per-batch figures; read and written on the thread that runs the source's loop."""
+    """Accumulates per-batch figures; safe to write and read from any thread."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self.status = "starting"
         self.total = 0
         self.dead_lettered = 0
@@ -76,33 +80,41 @@ class PipelineMetrics:
         self, handled: int, dead_lettered: int, timestamps_ms: list[int], done_at: float
     ) -> None:
         """Count one handled batch; ``timestamps_ms`` are the readings' record timestamps."""
-        self.total += handled
-        self.dead_lettered += dead_lettered
-        self.batches += 1
-        self.last_update = done_at
-        self.status = "consuming"
-        self._window.append((done_at, handled + dead_lettered))
+        sample = None
         if timestamps_ms:
             step = max(1, len(timestamps_ms) // SAMPLES_PER_BATCH)
             sample = done_at * 1000.0 - np.asarray(timestamps_ms[::step], dtype=np.float64)
-            idx = (self._cursor + np.arange(sample.size)) % LATENCY_SAMPLES
-            self._latencies[idx] = sample
-            self._cursor = int((self._cursor + sample.size) % LATENCY_SAMPLES)
+        with self._lock:
+            self.total += handled
+            self.dead_lettered += dead_lettered
+            self.batches += 1
+            self.last_update = done_at
+            self.status = "consuming"
+            self._window.append((done_at, handled + dead_lettered))
+            if sample is not None:
+                idx = (self._cursor + np.arange(sample.size)) % LATENCY_SAMPLES
+                self._latencies[idx] = sample
+                self._cursor = int((self._cursor + sample.size) % LATENCY_SAMPLES)
 
     def record_error(self, error: BaseException, status: str = "reconnecting") -> None:
         """Count a failure the pipeline rode out."""
-        self.errors += 1
-        self.last_error = f"{type(error).__name__}: {error}"
-        self.status = status
+        with self._lock:
+            self.errors += 1
+            self.last_error = f"{type(error).__name__}: {error}"
+            self.status = status
 
     def reset_latency(self) -> None:
         """Forget latency samples (e.g. between benchmark phases)."""
-        self._latencies[:] = np.nan
-        self._cursor = 0
+        with self._lock:
+            self._latencies[:] = np.nan
+            self._cursor = 0
 
     def rate(self, now: float | None = None) -> float:
         """Messages handled per second over the last few seconds."""
-        now = time.time() if now is None else now
+        with self._lock:
+            return self._rate(time.time() if now is None else now)
+
+    def _rate(self, now: float) -> float:
         while self._window and self._window[0][0] < now - RATE_WINDOW_S:
             self._window.popleft()
         if not self._window:
@@ -111,22 +123,24 @@ class PipelineMetrics:
         return sum(n for _, n in self._window) / span
 
     def snapshot(self) -> MetricsSnapshot:
-        """The current figures."""
-        lat = self._latencies[~np.isnan(self._latencies)]
+        """The current figures, all of one instant."""
+        with self._lock:
+            latencies = self._latencies.copy()
+            figures = {
+                "status": self.status,
+                "total": self.total,
+                "dead_lettered": self.dead_lettered,
+                "messages_per_s": self._rate(time.time()),
+                "consumer_lag": self.consumer_lag,
+                "last_update": self.last_update,
+                "batches": self.batches,
+                "errors": self.errors,
+                "last_error": self.last_error,
+            }
+        lat = latencies[~np.isnan(latencies)]
         p50, p95, p99 = (
             (float(v) for v in np.percentile(lat, [50, 95, 99])) if lat.size else (None,) * 3
         )
         return MetricsSnapshot(
-            status=self.status,
-            total=self.total,
-            dead_lettered=self.dead_lettered,
-            messages_per_s=self.rate(),
-            consumer_lag=self.consumer_lag,
-            last_update=self.last_update,
-            latency_ms_p50=p50,
-            latency_ms_p95=p95,
-            latency_ms_p99=p99,
-            batches=self.batches,
-            errors=self.errors,
-            last_error=self.last_error,
+            **figures, latency_ms_p50=p50, latency_ms_p95=p95, latency_ms_p99=p99
         )

@@ -108,6 +108,19 @@ class from_kafka_readings(Source):
         """Set once the source has committed, closed its clients and stopped."""
         super().__init__(**_running_loop_kwargs(kwargs))
 
+    def start(self) -> None:
+        """Start consuming; on a running event loop, only on the one this source emits on."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None and running is not self.loop.asyncio_loop:
+            raise RuntimeError(
+                "this Kafka source was made off the running event loop, so its batches would be "
+                "handled on another thread: make it on the loop that starts it (or pass loop=)"
+            )
+        super().start()
+
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         assert self._executor is not None
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

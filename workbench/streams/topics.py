@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 
 from workbench.config import (
     TOPIC_ALERTS,
@@ -19,12 +21,20 @@ DEFAULT_TOPICS: dict[str, int] = {
     TOPIC_ALERTS: 3,
 }
 """Topic → partition count. Readings are keyed by device, so 6 partitions keep per-device order."""
+RETRY_S = 2.0
+"""How long each attempt waits for an unreachable broker to answer."""
 
 
 def ensure_topics(
-    settings: Settings, topics: dict[str, int] | None = None, replication: int = 1
+    settings: Settings,
+    topics: dict[str, int] | None = None,
+    replication: int = 1,
+    connect_timeout_s: float = 30.0,
 ) -> list[str]:
-    """Create whichever of ``topics`` do not exist yet; returns the names created."""
+    """Create whichever of ``topics`` do not exist yet; returns the names created.
+
+    Raises kafka-python's ``KafkaTimeoutError`` when no broker answers within ``connect_timeout_s``.
+    """
     from kafka.admin import KafkaAdminClient, NewTopic
 
     wanted = DEFAULT_TOPICS if topics is None else topics
@@ -32,6 +42,7 @@ def ensure_topics(
         bootstrap_servers=settings.bootstrap,
         client_id="workbench-admin",
         request_timeout_ms=15_000,
+        bootstrap_timeout_ms=int(connect_timeout_s * 1000),
         **settings.kafka_python_security(),
     )
     try:
@@ -47,6 +58,28 @@ def ensure_topics(
         return [t.name for t in missing]
     finally:
         admin.close()
+
+
+def ensure_topics_when_reachable(
+    settings: Settings,
+    stop: threading.Event,
+    progress: Callable[[str], None],
+    topics: dict[str, int] | None = None,
+) -> list[str] | None:
+    """``ensure_topics``, tried again every ``RETRY_S`` while no broker answers (saying so each
+    time) until one does or ``stop`` is set; None when stopped first."""
+    from kafka.errors import KafkaTimeoutError
+
+    while not stop.is_set():
+        try:
+            return ensure_topics(settings, topics, connect_timeout_s=RETRY_S)
+        except KafkaTimeoutError:
+            progress(
+                f"broker unreachable at {settings.bootstrap}: trying again every {RETRY_S:.0f} s "
+                "(Ctrl-C stops)"
+            )
+            stop.wait(0.5)
+    return None
 
 
 def _wait_until_served(admin: object, names: list[str], timeout_s: float = 15.0) -> None:
