@@ -96,3 +96,12 @@ def test_every_json_form_prints_one_json_object(
     if words == "kafka":
         assert figures["running"] is True and figures["bootstrap"] == kafka.bootstrap
         assert isinstance(figures["pid"], int)
+
+
+@pytest.mark.parametrize("command", ["up", "dashboard", "serve"])
+def test_half_a_certificate_is_refused_with_a_reason(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cert = Path(__file__).parent / "data" / "tls" / "cert.pem"
+    assert main([command, "--certfile", str(cert)]) == 2
+    assert "TLS needs both a certificate file and a key file" in capsys.readouterr().err

@@ -132,6 +132,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     """workbench up: local Kafka, topics, simulator and pipeline, with live figures."""
     from workbench.live import run_live
+    from workbench.security.tls import tls_pair
 
     return run_live(
         _settings(args),
@@ -142,12 +143,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         seed=args.seed,
         group_id=args.group,
         dashboard_port=None if args.no_dashboard else args.dashboard_port,
+        tls=tls_pair(args.certfile, args.keyfile),
     )
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """workbench dashboard: serve the Voilà dashboard alone, against the configured cluster."""
     from workbench.broker import local_broker_for
+    from workbench.security.tls import tls_pair
     from workbench.streams.topics import ensure_topics
     from workbench.voila import dashboard_url, link_token, start_dashboard, stop_dashboard
 
@@ -159,9 +162,11 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     ):
         ensure_topics(settings)
         log = settings.data_dir / "voila.log"
-        proc = start_dashboard(settings, port=args.port, ip=args.ip, log=log)
+        tls = tls_pair(args.certfile, args.keyfile)
+        proc = start_dashboard(settings, port=args.port, ip=args.ip, log=log, tls=tls)
+        link = dashboard_url(args.ip, args.port, token, tls=tls is not None)
         _progress(
-            f"dashboard: {dashboard_url(args.ip, args.port, token)}  (log: {log}; Ctrl-C stops)\n"
+            f"dashboard: {link}  (log: {log}; Ctrl-C stops)\n"
             "  others need a token of their own: workbench token create NAME --role viewer"
         )
         try:
@@ -393,7 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", default="workbench-cli", help="consumer group (default %(default)s)")
     p.set_defaults(func=cmd_consume)
 
-    p = sub.add_parser("up", parents=[common], help="start the whole live workbench")
+    tls = argparse.ArgumentParser(add_help=False)
+    tls.add_argument("--certfile", type=Path, help="TLS certificate, PEM (env WORKBENCH_TLS_CERT)")
+    tls.add_argument("--keyfile", type=Path, help="TLS private key, PEM (env WORKBENCH_TLS_KEY)")
+
+    p = sub.add_parser("up", parents=[common, tls], help="start the whole live workbench")
     fleet_options(p, rate=1000, devices=200)
     p.add_argument("--group", default="workbench-up", help="consumer group (default %(default)s)")
     p.add_argument(
@@ -405,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-dashboard", action="store_true", help="terminal figures only")
     p.set_defaults(func=cmd_up)
 
-    p = sub.add_parser("dashboard", parents=[common], help="serve the live Voilà dashboard")
+    p = sub.add_parser("dashboard", parents=[common, tls], help="serve the live Voilà dashboard")
     p.add_argument(
         "--port", type=_port, default=DEFAULT_DASHBOARD_PORT, help="(default %(default)s)"
     )
@@ -423,13 +432,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-browser", action="store_true", help="print the link, open no browser")
     p.set_defaults(func=cmd_lab)
-    p = sub.add_parser("serve", parents=[common], help="the live API: WebSocket and REST")
+    p = sub.add_parser("serve", parents=[common, tls], help="the live API: WebSocket and REST")
     p.add_argument("--host", help="address to listen on (env WORKBENCH_SERVE_HOST; 127.0.0.1)")
     p.add_argument(
         "--port", type=int, help="port (env WORKBENCH_SERVE_PORT; default 8765; 0 picks one)"
     )
-    p.add_argument("--certfile", type=Path, help="TLS certificate, PEM (env WORKBENCH_TLS_CERT)")
-    p.add_argument("--keyfile", type=Path, help="TLS private key, PEM (env WORKBENCH_TLS_KEY)")
     p.add_argument("--database", metavar="URL", help=database_help)
     p.add_argument("--group", default="workbench-serve", help="consumer group (%(default)s)")
     p.set_defaults(func=cmd_serve)

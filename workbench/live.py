@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from workbench.alerts.publish import AlertPublisher
 from workbench.broker import local_broker_for
@@ -105,10 +106,12 @@ def run_live(
     anomaly_rate: float | None = None,
     seed: int | None = None,
     dashboard_port: int | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> int:
     """Bring everything up, show live figures until Ctrl-C, then take down what was started.
 
-    With ``dashboard_port`` the Voilà dashboard is served there too and its link printed.
+    With ``dashboard_port`` the Voilà dashboard is served there too (HTTPS only with ``tls``,
+    a certificate and its key) and its link printed.
     """
     simulator_lines: list[str] = []
 
@@ -140,8 +143,8 @@ def run_live(
 
             voila_log = settings.data_dir / "voila.log"
             token = exits.enter_context(link_token(settings, "workbench up"))
-            dashboard = start_dashboard(settings, port=dashboard_port, log=voila_log)
-            link = dashboard_url("127.0.0.1", dashboard_port, token)
+            dashboard = start_dashboard(settings, port=dashboard_port, log=voila_log, tls=tls)
+            link = dashboard_url("127.0.0.1", dashboard_port, token, tls=tls is not None)
             _say(f"dashboard: {link}  (log: {voila_log})")
         for t in threads:
             t.start()

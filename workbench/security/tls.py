@@ -33,3 +33,12 @@ def server_context(certfile: Path | str, keyfile: Path | str) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(certfile, keyfile)
     return context
+
+
+def tls_pair(certfile: Path | None, keyfile: Path | None) -> tuple[Path, Path] | None:
+    """The certificate and key to serve with: the ones given, else WORKBENCH_TLS_CERT/KEY; None
+    for plain HTTP. ConfigError for half a pair or a missing file."""
+    if certfile is None and keyfile is None:
+        certfile, keyfile = tls_files_from_env()
+    check_tls_files(certfile, keyfile)
+    return (certfile, keyfile) if certfile and keyfile else None
