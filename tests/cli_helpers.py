@@ -12,6 +12,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 
 
@@ -20,14 +22,27 @@ def _ignore_sigint() -> None:
 
 
 class RunningCommand:
-    """``python -c CODE ARGS…`` (by default the ``workbench`` entry point) in its own session."""
+    """``python -c CODE ARGS…`` (by default the ``workbench`` entry point), or ``program ARGS…``,
+    in its own session."""
 
     ENTRY = "import sys; from workbench.cli import main; sys.exit(main(sys.argv[1:]))"
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None, code: str = ENTRY) -> None:
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str | None] | None = None,
+        code: str = ENTRY,
+        program: Sequence[str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", code, *args],
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            [*(program or (sys.executable, "-c", code)), *args],
+            cwd=cwd,
+            env={
+                k: v
+                for k, v in {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}.items()
+                if v is not None  # None: not in the command's environment
+            },
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

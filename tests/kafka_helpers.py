@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tests.cli_helpers import RunningCommand
 from workbench import schema
 from workbench.config import Settings
 from workbench.streams.clients import make_producer
@@ -86,29 +84,14 @@ def start_workbench_up(
     kafka_port: int,
     data_dir: Path,
     *args: str,
-    workbench: tuple[str, ...] = (sys.executable, "-m", "workbench.cli"),
+    workbench: Sequence[str] | None = None,
     cwd: Path | None = None,
-) -> tuple[subprocess.Popen, list[str], threading.Thread]:
-    """`workbench up *args` on its own local broker and data dir, as a user starts it; its output
-    lines are collected as they come by the returned reader thread (join it before reading all).
-
-    ``workbench`` is the command to run (default: this checkout's, with the test's Python)."""
+) -> RunningCommand:
+    """`workbench up *args` on its own local broker and data dir, as a user's script starts it
+    (see RunningCommand); ``workbench`` is the program to run (default: this checkout's)."""
     env = {
-        **os.environ,
         "WORKBENCH_KAFKA_PORT": str(kafka_port),
         "WORKBENCH_DATA_DIR": str(data_dir),
-        "PYTHONUNBUFFERED": "1",
+        "KAFKA_BOOTSTRAP_SERVERS": None,  # its own local broker, whatever the suite runs on
     }
-    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    up = subprocess.Popen(
-        [*workbench, "up", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(up.stdout), daemon=True)
-    reader.start()
-    return up, lines, reader
+    return RunningCommand("up", *args, env=env, program=workbench, cwd=cwd)

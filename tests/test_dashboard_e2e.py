@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import signal
 import subprocess
 import time
@@ -38,30 +37,18 @@ DASHBOARD_PORT = PORT_BASE + 350
 def workbench_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """`workbench up` with its dashboard; Ctrl-C at the end must leave nothing running."""
     data = tmp_path_factory.mktemp("up-dashboard")
-    up, lines, reader = start_workbench_up(
+    settings = Settings.from_env(bootstrap_servers=f"localhost:{KAFKA_PORT}", data_dir=data)
+    with start_workbench_up(
         KAFKA_PORT,
         data,
         *["--devices", "200", "--rate", "1000", "--seed", "5"],
         *["--dashboard-port", str(DASHBOARD_PORT)],
-    )
-    settings = Settings.from_env(bootstrap_servers=f"localhost:{KAFKA_PORT}", data_dir=data)
-    deadline = time.monotonic() + 180
-    url = None
-    try:
-        while url is None and time.monotonic() < deadline and up.poll() is None:
-            time.sleep(0.3)
-            found = re.search(r"dashboard: (http://\S+)", "".join(lines))
-            url = found and found.group(1)
-        assert url and url.startswith(f"http://localhost:{DASHBOARD_PORT}/?token=wb_"), "".join(
-            lines
-        )
+    ) as up:
+        url = up.wait_for(r"dashboard: (http://\S+)", timeout_s=180).group(1)
+        assert url.startswith(f"http://localhost:{DASHBOARD_PORT}/?token=wb_"), up.output
         yield {"url": url, "settings": settings}
-        up.send_signal(signal.SIGINT)
-        assert up.wait(90) == 0, "".join(lines)
-    finally:
-        if up.poll() is None:
-            up.kill()
-    reader.join(5)
+        code, _ = up.stop(signal.SIGINT, 90)
+        assert code == 0, up.output
     # The link's token died with the server.
     assert authenticate(url.split("token=")[1], settings) is None
     leftovers = subprocess.run(

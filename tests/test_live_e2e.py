@@ -72,28 +72,23 @@ def test_workbench_up_shows_live_figures_and_ctrl_c_leaves_nothing_running(
     tmp_path: Path,
 ) -> None:
     port = PORT_BASE + 200
-    up, lines, reader = start_workbench_up(
+    with start_workbench_up(
         port, tmp_path, "--devices", "20", "--rate", "400", "--dashboard-port", str(PORT_BASE + 250)
-    )
-    totals: list[int] = []
-    deadline = time.monotonic() + 120
-    try:
-        while len(totals) < 2 and time.monotonic() < deadline and up.poll() is None:
+    ) as up:
+        totals: list[int] = []
+        deadline = time.monotonic() + 120
+        while len(totals) < 2 and time.monotonic() < deadline and up.proc.poll() is None:
             time.sleep(0.5)
             totals = [
-                int(m.replace(",", "")) for m in re.findall(r"total ([\d,]+) msgs", "".join(lines))
+                int(m.replace(",", "")) for m in re.findall(r"total ([\d,]+) msgs", up.output)
             ]
             totals = [t for t in totals if t > 0]
-        assert len(totals) >= 2, "".join(lines)
+        assert len(totals) >= 2, up.output
         assert totals[-1] > totals[0]  # live figures move
         assert _port_open(port)
-        up.send_signal(signal.SIGINT)
-        assert up.wait(90) == 0, "".join(lines)
-    finally:
-        if up.poll() is None:
-            up.kill()
-    reader.join(5)
-    output = "".join(lines)
+        code, _ = up.stop(signal.SIGINT, 90)  # a script's background job: SIGINT was ignored
+        assert code == 0, up.output
+    output = up.output
     assert "simulator:" in output and "readings/s" in output
     # Stopping, the simulator says what the broker acknowledged and what it did not.
     assert re.search(

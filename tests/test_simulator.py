@@ -21,10 +21,10 @@ import msgspec
 import numpy as np
 import pytest
 from kafka import KafkaConsumer, TopicPartition
-from workbench.broker.local import LocalBroker
 
 from tests.cli_helpers import RunningCommand
 from workbench import schema
+from workbench.broker import LocalBroker
 from workbench.config import BACKENDS, TOPIC_READINGS, TOPIC_TRUTH, Settings
 from workbench.ports import free_port
 from workbench.simulator import (

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import time
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -130,32 +129,21 @@ def test_installed_command_answers_outside_the_checkout(
 def test_installed_workbench_up_serves_the_dashboard(
     installed: Path, user_env: dict[str, str], tmp_path: Path
 ) -> None:
-    up, lines, reader = start_workbench_up(
+    with start_workbench_up(
         KAFKA_PORT,
         tmp_path / "data",
         *["--devices", "20", "--rate", "100", "--dashboard-port", str(DASHBOARD_PORT)],
         workbench=(str(installed / "workbench"),),
         cwd=tmp_path,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        url = None
-        while url is None and time.monotonic() < deadline and up.poll() is None:
-            time.sleep(0.3)
-            found = re.search(r"dashboard: (http://\S+)", "".join(lines))
-            url = found and found.group(1)
-        assert url, "".join(lines)
+    ) as up:
+        url = up.wait_for(r"dashboard: (http://\S+)", timeout_s=180).group(1)
         with chromium() as context:
             page = dash.open_dashboard(context, url)
             page.wait_for_function(
                 "() => /[1-9][\\d,]* msgs\\/s/.test(document.body.innerText)", timeout=60_000
             )
-        up.send_signal(signal.SIGINT)
-        assert up.wait(90) == 0, "".join(lines)
-    finally:
-        if up.poll() is None:
-            processes.stop([psutil.Process(up.pid)])
-    reader.join(5)
+        code, _ = up.stop(signal.SIGINT, 90)
+        assert code == 0, up.output
     assert processes.using(tmp_path) == []
 
 
