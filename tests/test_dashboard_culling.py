@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import socket
-import time
 
 import psutil
 import pytest
 
 from tests import processes
+from tests.waiting import eventually
 from workbench.bench import dashboard_page as dash
 from workbench.bench.browser import chromium
 from workbench.config import Settings
@@ -25,15 +25,6 @@ def _kernels(server: psutil.Process) -> list[psutil.Process]:
     ]
 
 
-def _wait_for(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.5)
-    return predicate()
-
-
 def test_a_closed_page_frees_its_kernel(kafka: Settings, tmp_path) -> None:
     port = free_port()
     proc = start_dashboard(
@@ -45,12 +36,12 @@ def test_a_closed_page_frees_its_kernel(kafka: Settings, tmp_path) -> None:
     )
     try:
         server = psutil.Process(proc.pid)
-        assert _wait_for(lambda: len(_kernels(server)) == 1, 60)  # the preheated one
+        assert eventually(lambda: len(_kernels(server)) == 1, 60)  # the preheated one
         preheated = {k.pid for k in _kernels(server)}
         token, _ = create_token(kafka, "culling test", "viewer", "test")
         with chromium() as context:
             page = dash.open_dashboard(context, f"http://127.0.0.1:{port}/?token={token}")
-            assert _wait_for(lambda: len(_kernels(server)) == 2, 60)  # viewer's + new preheated
+            assert eventually(lambda: len(_kernels(server)) == 2, 60)  # viewer's + new preheated
             # The page's heartbeat reached the kernel: its pipeline started, the watchdog is armed.
             page.wait_for_function(
                 "() => !document.body.innerText.includes('waiting for a viewer')", timeout=30_000
@@ -58,7 +49,7 @@ def test_a_closed_page_frees_its_kernel(kafka: Settings, tmp_path) -> None:
             both = {k.pid for k in _kernels(server)}
             page.close()
         # Watchdog (2 s without heartbeats) stops the pipeline, then the idle kernel is culled.
-        assert _wait_for(lambda: len(_kernels(server)) == 1, 60), (
+        assert eventually(lambda: len(_kernels(server)) == 1, 60), (
             tmp_path / "voila.log"
         ).read_text()
         # The viewer had the preheated kernel; the one left is the pool's new one.

@@ -16,6 +16,7 @@ from tornado.httpclient import HTTPClientError
 
 from tests.dashboard_client import Viewer, message, receive, send
 from tests.kafka_helpers import PORT_BASE
+from tests.waiting import eventually
 from workbench.bench import dashboard_page as dash
 from workbench.bench.browser import chromium
 from workbench.broker import LocalBroker
@@ -84,15 +85,6 @@ def _alive(viewer: Viewer, kernel_id: str) -> bool:
     return viewer.request(f"/api/kernels/{kernel_id}").status == 200
 
 
-def _wait(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.25)
-    return predicate()
-
-
 # ---- 1. denial of service through the legacy kernel protocol ------------------------------
 
 
@@ -141,7 +133,7 @@ def test_a_kernel_no_page_connects_to_is_shut_down(server: dict) -> None:
     token = _token(server["settings"], "no javascript")
     kernels = [viewer.open_page(token) for _ in range(2)]
     assert all(_alive(viewer, k) for k in kernels)
-    assert _wait(lambda: not any(_alive(viewer, k) for k in kernels), CONNECT_S + 10)
+    assert eventually(lambda: not any(_alive(viewer, k) for k in kernels), CONNECT_S + 10)
     assert f"no page connected to kernel {kernels[0]}" in server["log"].read_text()
 
 
@@ -157,7 +149,7 @@ def test_a_kernel_whose_socket_stays_open_is_kept(server: dict) -> None:
         return alive
 
     assert asyncio.run(hold())
-    assert _wait(lambda: not _alive(viewer, kernel), CONNECT_S + 10)  # and freed once it left
+    assert eventually(lambda: not _alive(viewer, kernel), CONNECT_S + 10)  # and freed once it left
 
 
 def test_pages_are_capped_per_token_and_in_all(small_tls_server: dict) -> None:
@@ -176,7 +168,7 @@ def test_pages_are_capped_per_token_and_in_all(small_tls_server: dict) -> None:
     assert fourth.status == 429 and "maximum of 3 pages" in fourth.body
     # Unconnected, they are all shut down, and the token may open pages again.
     reaped_within = small_tls_server["connect_s"] + 15
-    assert _wait(lambda: first.request("/").status == 200, reaped_within)
+    assert eventually(lambda: first.request("/").status == 200, reaped_within)
 
 
 # ---- 3. kernels are owned ------------------------------------------------------------------
