@@ -14,10 +14,11 @@ import asyncio
 import json
 import random
 import re
+import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -26,6 +27,7 @@ import msgspec
 from workbench.alerts.publish import AlertPublisher
 from workbench.bench.ingest import peak_rss_mb
 from workbench.config import Settings
+from workbench.explore.recent import Record, read_recent
 from workbench.models.ensemble import EnsembleDetector
 from workbench.simulator import simulate
 from workbench.simulator.fleet import BOUNDS
@@ -45,6 +47,8 @@ EDGE_SHARE = 0.2
 """Share of the valid readings that are written the odd way."""
 STALL_S = 60.0
 """The pipeline is declared stuck when it has handled nothing new for this long."""
+READ_BACK_S = 600.0
+"""Longest wait for a topic to be read back."""
 
 STRING_FIELDS = ("device_type", "device_id", "ts", "firmware")
 TEXT_FIELDS = ("device_id", "firmware")
@@ -545,53 +549,29 @@ def tally(
     }
 
 
-def _read_back(settings: Settings, topic: str) -> Iterator[object]:
-    """Every record in ``topic`` up to its end offsets now (kafka-python ``ConsumerRecord``s)."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        **settings.kafka_python_security(),
-    )
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning()
-        end = consumer.end_offsets(partitions)
-        last_new = time.monotonic()
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            if time.monotonic() - last_new > STALL_S:
-                raise TimeoutError(f"reading {topic} back stalled for {STALL_S:.0f} s")
-            for records in consumer.poll(500).values():
-                last_new = time.monotonic()
-                yield from records
-    finally:
-        consumer.close()
+def _read_all(settings: Settings, topic: str) -> list[Record]:
+    return read_recent(settings, topic, limit=sys.maxsize, timeout_s=READ_BACK_S)
 
 
 def _positions(settings: Settings, topic: str) -> dict[tuple[int, int], int]:
     """(partition, offset) → case number of every record produced to the readings topic."""
-    out = {}
-    for r in _read_back(settings, topic):
-        case = dict(r.headers)[CASE_HEADER]  # type: ignore[attr-defined]
-        out[(r.partition, r.offset)] = int(case)  # type: ignore[attr-defined]
-    return out
+    return {
+        (r.partition, r.offset): int(dict(r.headers)[CASE_HEADER])
+        for r in _read_all(settings, topic)
+    }
 
 
 def _deadletters(settings: Settings, topic: str) -> list[DeadLetter]:
     out = []
-    for r in _read_back(settings, topic):
-        headers = dict(r.headers)  # type: ignore[attr-defined]
+    for r in _read_all(settings, topic):
+        headers = dict(r.headers)
         partition, offset = headers.get(HEADER_PARTITION), headers.get(HEADER_OFFSET)
         out.append(
             DeadLetter(
                 None if partition is None else int(partition),
                 None if offset is None else int(offset),
-                r.key,  # type: ignore[attr-defined]
-                r.value,  # type: ignore[attr-defined]
+                r.key,
+                r.value or b"",
                 headers.get(HEADER_REASON, b"").decode(errors="replace"),
             )
         )
