@@ -31,12 +31,12 @@ from workbench.explore.recent import Record, read_recent
 from workbench.models.ensemble import EnsembleDetector
 from workbench.simulator import simulate
 from workbench.simulator.fleet import BOUNDS
-from workbench.streams.clients import deliver, make_producer
+from workbench.streams.clients import RecordBatch, deliver, make_producer
 from workbench.streams.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON
 from workbench.streams.detect import DetectionStage
 from workbench.streams.source import from_kafka_readings
 from workbench.streams.topics import ensure_topics
-from workbench.streams.validate import ReadingBatch
+from workbench.streams.validate import ReadingBatch, ReadingValidator
 
 FAMILY_HEADER = "workbench.fuzz.family"
 CASE_HEADER = "workbench.fuzz.case"
@@ -434,9 +434,7 @@ class PipelineRun:
     """The source was still consuming when every record had been handled."""
     stalled: bool
     seconds: float
-    """First batch handled → last, s."""
-    records_per_s: float | None
-    """Records handled after the first batch, per second (the first one's wait is not timed)."""
+    """First records polled → last batch handled, s (the consumer group's join is not timed)."""
     status: str
     errors: int
     last_error: str | None
@@ -578,15 +576,28 @@ def _deadletters(settings: Settings, topic: str) -> list[DeadLetter]:
     return out
 
 
+class _ClockedValidator(ReadingValidator):
+    """The live validator, noting when the first records arrived (where the rate is timed from)."""
+
+    first_at: float | None = None
+    """Unix time (s) of the first batch's validation."""
+
+    def __call__(self, batch: RecordBatch) -> ReadingBatch:
+        self.first_at = self.first_at or time.time()
+        return super().__call__(batch)
+
+
 async def _run_pipeline(settings: Settings, topics: dict[str, str], count: int) -> PipelineRun:
     """The live pipeline's wiring (source → dead letters, detection → alerts) on the topics,
     until every record is handled, the source stops, or nothing moves for ``STALL_S``."""
     producer = make_producer(settings, client_id="workbench-fuzz-alerts")
     stage = DetectionStage(EnsembleDetector(), publisher=AlertPublisher(producer, topics["alerts"]))
+    clocked = _ClockedValidator()
     source = from_kafka_readings(
         settings,
         topic=topics["readings"],
         group_id=f"fuzz-{uuid.uuid4().hex[:8]}",
+        validator=clocked,
         deadletter_topic=topics["deadletter"],
     )
     processed: Counter[tuple[str, int]] = Counter()
@@ -597,17 +608,14 @@ async def _run_pipeline(settings: Settings, topics: dict[str, str], count: int) 
 
     source.sink(detect)
     source.start()
-    first: tuple[float, int] | None = None  # when the first batch was handled, and its size
-    last, seen = time.perf_counter(), 0
+    moved, seen = time.monotonic(), 0
     try:
         while seen < count and not source.finished.is_set():
             await asyncio.sleep(0.05)
-            now = time.perf_counter()
             handled = source.metrics.total + source.metrics.dead_lettered
             if handled > seen:
-                first = first or (now, handled)
-                last, seen = now, handled
-            elif now - last > STALL_S:
+                moved, seen = time.monotonic(), handled
+            elif time.monotonic() - moved > STALL_S:
                 break
         alive = not source.finished.is_set() and source.metrics.status == "consuming"
     finally:
@@ -616,13 +624,12 @@ async def _run_pipeline(settings: Settings, topics: dict[str, str], count: int) 
         stage.close()
         producer.close()
     m = source.metrics
-    rate = (seen - first[1]) / (last - first[0]) if first and last > first[0] else None
+    began = clocked.first_at
     return PipelineRun(
         processed,
         alive,
         seen < count and alive,
-        last - first[0] if first else 0.0,
-        rate,
+        (m.last_update or 0.0) - began if began else 0.0,
         m.status,
         m.errors,
         m.last_error,
@@ -689,7 +696,7 @@ def run_fuzz(
         "seed": seed,
         "client": settings.backend,
         "topics": topics,
-        "records_per_s": None if pipeline.records_per_s is None else round(pipeline.records_per_s),
+        "records_per_s": round(count / pipeline.seconds) if pipeline.seconds else None,
         "produce_s": round(produce_s, 1),
         "pipeline_s": round(pipeline.seconds, 1),
         "pipeline": {
