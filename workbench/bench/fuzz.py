@@ -29,6 +29,7 @@ from workbench.bench.ingest import peak_rss_mb
 from workbench.config import Settings
 from workbench.explore.recent import Record, read_recent
 from workbench.models.ensemble import EnsembleDetector
+from workbench.schema import DEVICE_TYPES, MAX_SEQ
 from workbench.simulator import simulate
 from workbench.simulator.fleet import BOUNDS
 from workbench.streams.clients import RecordBatch, deliver, make_producer
@@ -36,7 +37,7 @@ from workbench.streams.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER
 from workbench.streams.detect import DetectionStage
 from workbench.streams.source import from_kafka_readings
 from workbench.streams.topics import ensure_topics
-from workbench.streams.validate import ReadingBatch, ReadingValidator
+from workbench.streams.validate import DEFAULT_MAX_BYTES, ReadingBatch, ReadingValidator
 
 FAMILY_HEADER = "workbench.fuzz.family"
 CASE_HEADER = "workbench.fuzz.case"
@@ -133,7 +134,6 @@ FAR_TIMES = (
     "",
     "yesterday",
 )
-MAX_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +153,9 @@ class FuzzRecord:
 
 
 Template = dict[str, object]
-Family = Callable[[random.Random, Template], tuple[bytes | None, bytes | None]]
+"""A valid reading as plain JSON-able values, the starting point of a hostile record."""
+KeyValue = tuple[bytes | None, bytes | None]
+Family = Callable[[random.Random, Template], KeyValue]
 
 
 def _json(value: object) -> bytes:
@@ -178,23 +180,23 @@ def _numeric_fields(t: Template) -> list[str]:
     return [k for k, v in t.items() if isinstance(v, int | float)]
 
 
-def _random_bytes(rng: random.Random, t: Template) -> tuple[bytes | None, bytes | None]:
+def _random_bytes(rng: random.Random, t: Template) -> KeyValue:
     return _key(t), rng.randbytes(rng.randint(1, 4096))
 
 
-def _invalid_utf8(rng: random.Random, t: Template) -> tuple[bytes | None, bytes | None]:
+def _invalid_utf8(rng: random.Random, t: Template) -> KeyValue:
     name = rng.choice(STRING_FIELDS)
     text = _json(t[name])
     at = rng.randint(1, len(text) - 1)  # inside the quotes
     return _key(t), _object(_pairs(t, **{name: text[:at] + rng.choice(BAD_UTF8) + text[at:]}))
 
 
-def _truncated_json(rng: random.Random, t: Template) -> tuple[bytes | None, bytes | None]:
+def _truncated_json(rng: random.Random, t: Template) -> KeyValue:
     whole = _object(_pairs(t))
     return _key(t), whole[: rng.randint(1, len(whole) - 1)]
 
 
-def _deep_nesting(rng: random.Random, t: Template) -> tuple[bytes | None, bytes | None]:
+def _deep_nesting(rng: random.Random, t: Template) -> KeyValue:
     if rng.random() < 0.05:  # far past the size limit: refused before any parsing
         return _key(t), b"[" * 100_000
     shape = rng.randrange(1, 4)
@@ -209,7 +211,7 @@ def _deep_nesting(rng: random.Random, t: Template) -> tuple[bytes | None, bytes 
     return _key(t), _object([*_pairs(t), ("extra", nested)])
 
 
-def _huge_numbers(rng: random.Random, t: Template) -> tuple[bytes | None, bytes | None]:
+def _huge_numbers(rng: random.Random, t: Template) -> KeyValue:
     hostile, *others = rng.sample(_numeric_fields(t), 2)
     raw = {hostile: rng.choice(HUGE_NUMBERS)}
     for name in others:  # negative zero, legal on its own, beside the hostile number
@@ -217,7 +219,7 @@ def _huge_numbers(rng: random.Random, t: Template) -> tuple[bytes | None, bytes 
     return _key(t), _object(_pairs(t, **raw))
 
 
-def _control_chars(rng: random.Random, t: Template) -> tuple[bytes | None, bytes | None]:
+def _control_chars(rng: random.Random, t: Template) -> KeyValue:
     name = rng.choice(STRING_FIELDS if rng.random() < 0.2 else TEXT_FIELDS)
     text = str(t[name])
     at = rng.randint(0, len(text))
@@ -228,21 +230,21 @@ def _control_chars(rng: random.Random, t: Template) -> tuple[bytes | None, bytes
 
 def _in_string_fields(
     rng: random.Random, t: Template, texts: tuple[str, ...], names: tuple[str, ...]
-) -> tuple[bytes | None, bytes | None]:
+) -> KeyValue:
     """``t`` with hostile text in one of ``names``, or in all of them at once."""
     chosen = names if rng.random() < 0.25 else (rng.choice(names),)
     return _key(t), _object(_pairs(t, **{n: _json(rng.choice(texts)) for n in chosen}))
 
 
-def _markup(rng: random.Random, t: Template) -> tuple[bytes | None, bytes | None]:
+def _markup(rng: random.Random, t: Template) -> KeyValue:
     return _in_string_fields(rng, t, MARKUP, STRING_FIELDS)
 
 
-def _formulas(rng: random.Random, t: Template) -> tuple[bytes | None, bytes | None]:
+def _formulas(rng: random.Random, t: Template) -> KeyValue:
     return _in_string_fields(rng, t, FORMULAS, TEXT_FIELDS)
 
 
-def _wrong_types(rng: random.Random, t: Template) -> tuple[bytes | None, bytes | None]:
+def _wrong_types(rng: random.Random, t: Template) -> KeyValue:
     if rng.random() < 0.1:
         return _key(t), rng.choice(WRONG_DOCUMENTS)
     name = rng.choice(list(t))
@@ -250,21 +252,21 @@ def _wrong_types(rng: random.Random, t: Template) -> tuple[bytes | None, bytes |
     return _key(t), _object(_pairs(t, **{name: rng.choice(wrong)}))
 
 
-def _missing_fields(rng: random.Random, t: Template) -> tuple[bytes | None, bytes | None]:
+def _missing_fields(rng: random.Random, t: Template) -> KeyValue:
     names = list(t)
     gone = set(rng.sample(names, rng.randint(1, len(names))))
     return _key(t), _object([(k, v) for k, v in _pairs(t) if k not in gone])
 
 
-def _unknown_device_type(rng: random.Random, t: Template) -> tuple[bytes | None, bytes | None]:
+def _unknown_device_type(rng: random.Random, t: Template) -> KeyValue:
     invented = "x_" + "".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(1, 20)))
     kind = rng.choice((*UNKNOWN_TYPES, invented))
     return _key(t), _object(_pairs(t, device_type=_json(kind)))
 
 
-def _oversize(rng: random.Random, t: Template) -> tuple[bytes | None, bytes | None]:
-    size = rng.randint(64 * 1024, 256 * 1024) if rng.random() < 0.02 else MAX_BYTES + 1
-    size += 0 if size > MAX_BYTES + 1 else rng.randrange(8 * 1024)
+def _oversize(rng: random.Random, t: Template) -> KeyValue:
+    size = rng.randint(64 * 1024, 256 * 1024) if rng.random() < 0.02 else DEFAULT_MAX_BYTES + 1
+    size += 0 if size > DEFAULT_MAX_BYTES + 1 else rng.randrange(8 * 1024)
     shape = rng.randrange(3)
     if shape == 0:  # a valid reading, padded with whitespace
         whole = _object(_pairs(t))
@@ -274,7 +276,7 @@ def _oversize(rng: random.Random, t: Template) -> tuple[bytes | None, bytes | No
     return _key(t), _object([*_pairs(t), ("padding", _json("x" * size))])
 
 
-def _far_timestamp(rng: random.Random, t: Template) -> tuple[bytes | None, bytes | None]:
+def _far_timestamp(rng: random.Random, t: Template) -> KeyValue:
     now = datetime.fromisoformat(str(t["ts"]))
     shifts = (timedelta(hours=2), timedelta(days=3650), -timedelta(days=40 * 365))
     times = (*FAR_TIMES, *((now + s).isoformat() for s in shifts))
@@ -282,18 +284,18 @@ def _far_timestamp(rng: random.Random, t: Template) -> tuple[bytes | None, bytes
     return _key(t), _object(_pairs(t, ts=raw))
 
 
-def _empty(rng: random.Random, t: Template) -> tuple[bytes | None, bytes | None]:
+def _empty(rng: random.Random, t: Template) -> KeyValue:
     return _key(t), None if rng.random() < 0.75 else b""
 
 
-def _key_mismatch(rng: random.Random, t: Template) -> tuple[bytes | None, bytes | None]:
+def _key_mismatch(rng: random.Random, t: Template) -> KeyValue:
     own = _key(t)
     keys = (None, b"", own.upper(), own + b"\x00", own + b" ", b"other-device", b"\xff\xfe")
     key = rng.choice((*keys, rng.randbytes(16), _object(_pairs(t))))
     return key, _object(_pairs(t))
 
 
-def _duplicate_keys(rng: random.Random, t: Template) -> tuple[bytes | None, bytes | None]:
+def _duplicate_keys(rng: random.Random, t: Template) -> KeyValue:
     pairs = _pairs(t)
     name = rng.choice(list(t))
     again = _json(t[name]) if rng.random() < 0.5 else _json(_other_value(name, t[name]))
@@ -304,7 +306,7 @@ def _duplicate_keys(rng: random.Random, t: Template) -> tuple[bytes | None, byte
 def _other_value(name: str, value: object) -> object:
     """Another valid value for the field (what a parser that keeps the last one would see)."""
     if name == "device_type":
-        return next(k for k in _DEVICE_TYPES if k != value)
+        return next(k for k in DEVICE_TYPES if k != value)
     if name == "ts":
         return (datetime.fromisoformat(str(value)) + timedelta(seconds=1)).isoformat()
     if isinstance(value, str):
@@ -312,7 +314,6 @@ def _other_value(name: str, value: object) -> object:
     return 0 if value else 1
 
 
-_DEVICE_TYPES = ("thermostat", "smart_meter", "air_quality", "env_sensor")
 FAMILIES: dict[str, Family] = {
     "random_bytes": _random_bytes,
     "invalid_utf8": _invalid_utf8,
@@ -352,26 +353,23 @@ def _edge(rng: random.Random, t: Template, n: int) -> FuzzRecord:
     elif shape == 4:  # negative zero wherever zero is allowed
         zeros = [k for k in metrics if BOUNDS[k][0] <= 0]
         value = _object(_pairs(t, **dict.fromkeys(zeros, b"-0.0")))
-    elif shape == 5:
+    elif shape == 5:  # at a pole, on the date line
         value = _object(_pairs(t, lat=b"-90", lon=b"180.0e0"))
-    elif shape == 6:  # the largest sequence number a reading may carry
-        t = {**t, "seq": 2**53 - 1 - n}
+    elif shape == 6:  # the largest sequence numbers a reading may carry
+        t = {**t, "seq": MAX_SEQ - n}
         value = _object(_pairs(t))
-    elif shape == 7:  # the earliest time allowed, and one 30 minutes ahead
-        ts = "2000-01-01T00:00:00Z" if rng.random() < 0.5 else _shifted(t, timedelta(minutes=30))
+    elif shape == 7:  # the earliest time allowed, or 30 minutes ahead
+        ahead = datetime.fromisoformat(str(t["ts"])) + timedelta(minutes=30)
+        ts = "2000-01-01T00:00:00Z" if rng.random() < 0.5 else ahead.isoformat()
         value = _object(_pairs(t, ts=_json(ts)))
     elif shape == 8:  # the same instant at another UTC offset
-        local = datetime.fromisoformat(str(t["ts"])).astimezone(UTC)
-        offset = timedelta(hours=rng.choice((-12, 5.5, 14)))
-        value = _object(_pairs(t, ts=_json(local.astimezone(timezone(offset)).isoformat())))
+        offset = timezone(timedelta(hours=rng.choice((-12, 5.5, 14))))
+        local = datetime.fromisoformat(str(t["ts"])).astimezone(offset)
+        value = _object(_pairs(t, ts=_json(local.isoformat())))
     else:  # the longest id, every allowed punctuation mark
         t = {**t, "device_id": (f"{t['device_id']}._:-" + "z" * 64)[:64]}
         value = _object(_pairs(t))
     return FuzzRecord(VALID_EDGE, _key(t), value, (str(t["device_id"]), int(t["seq"])))
-
-
-def _shifted(t: Template, by: timedelta) -> str:
-    return (datetime.fromisoformat(str(t["ts"])) + by).isoformat()
 
 
 def generate(count: int, valid_share: float, seed: int, now: datetime) -> list[FuzzRecord]:
