@@ -210,7 +210,7 @@ def test_a_reading_keyed_by_anything_but_its_device_id_is_refused(key: bytes | N
     out = validator(batch_of([value, value, value], keys=[b"thermostat-0001", key, key]))
     assert [r.offset for r in out.rejected] == [101, 102]  # the id is known by then: still checked
     assert "wrong key" in out.rejected[0].reason
-    assert "is not the device id 'thermostat-0001'" in out.rejected[0].reason
+    assert "but the device id is 'thermostat-0001'" in out.rejected[0].reason
     assert out.rejected[0].key == key
     assert len(out.readings) == 1
 

@@ -164,10 +164,10 @@ def _check_unique_fields(value: bytes) -> None:
 
 
 def _key_reason(key: bytes | None, device_id: str) -> str:
-    shown = "no key" if key is None else f"key {key[:80]!r}"
+    shown = "none" if key is None else repr(key[:80])
     return (
-        f"wrong key: {shown} is not the device id {device_id!r} (readings are keyed by device id, "
-        "so one device's readings stay in order on one partition)"
+        f"wrong key: {shown}, but the device id is {device_id!r} (readings are keyed by device "
+        "id, so one device's readings stay in order on one partition)"
     )
 
 
