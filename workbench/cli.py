@@ -283,7 +283,8 @@ def cmd_bench_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_fuzz(args: argparse.Namespace) -> int:
-    """workbench bench fuzz: hostile records through the real pipeline; exit 1 if any got by."""
+    """workbench bench fuzz: hostile records through the real pipeline; 1 if any was lost,
+    got through, or the pipeline stopped."""
     from workbench.bench.fuzz import format_report, run_fuzz
     from workbench.broker import local_broker_for
 
