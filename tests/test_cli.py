@@ -44,6 +44,7 @@ SMALL: dict[str, str] = {
     "bench detect": "--devices 30",
     "bench dashboard": "--rates 200 --seconds 3",
     "bench serve": "--clients 2 --rate 200 --devices 20 --seconds 2 --warmup 1",
+    "bench fuzz": "--count 500",
     "eval simulator": "--devices 10 --rate 20 --duration 60",
     "eval nab": "",  # data and out are made per run
 }

@@ -37,10 +37,11 @@ class LagFailsOnce:
         return RecordBatch(
             "t",
             values,
+            [b"env-0001"] * len(values),
             [0] * len(values),
             {0: self.offset},
             [(0, 0)],
-            lambda i: (0, first + i, b"env-0001"),
+            lambda i: (0, first + i),
         )
 
     def commit(self, offsets: dict[int, int]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -32,14 +33,23 @@ def thermostat(**changes: object) -> dict:
     return {k: v for k, v in base.items() if v is not None}
 
 
-def batch_of(values: list[bytes | None]) -> RecordBatch:
+def key_of(value: bytes | None) -> bytes | None:
+    """The key a producer gives a record: the device id in it (None when it has none)."""
+    try:
+        return str(json.loads(value)["device_id"]).encode()
+    except Exception:
+        return None
+
+
+def batch_of(values: list[bytes | None], keys: list[bytes | None] | None = None) -> RecordBatch:
     return RecordBatch(
         topic="iot.readings",
         values=values,
+        keys=[key_of(v) for v in values] if keys is None else keys,
         timestamps_ms=[1000 + i for i in range(len(values))],
         next_offsets={0: len(values)},
         runs=[(0, 0)],
-        locate=lambda i: (0, 100 + i, f"k{i}".encode()),
+        locate=lambda i: (0, 100 + i),
     )
 
 
@@ -74,6 +84,24 @@ BAD = {
         "has characters outside",
     ),
     "not an object": (b"[1, 2, 3]", "schema: Expected `object`, got `array`"),
+    # Found by `workbench bench fuzz`: each of these passed validation.
+    "309-digit seq (overflowed the detectors)": (
+        encode(thermostat()).replace(b'"seq":7', b'"seq":' + b"9" * 309),
+        "schema: Expected `int` <= 9007199254740991 - at `$.seq`",
+    ),
+    "seq past 2**53": (encode(thermostat(seq=2**53)), "Expected `int` <= 9007199254740991"),
+    "markup in firmware": (encode(thermostat(firmware="<script>")), "firmware '<script>' is not"),
+    "NUL in firmware": (encode(thermostat(firmware="4.2\x00")), "firmware '4.2\\x00' is not"),
+    "formula in firmware": (encode(thermostat(firmware="=1+1")), "firmware '=1+1' is not"),
+    "leading minus in firmware": (encode(thermostat(firmware="-1+1")), "is not a version"),
+    "field given twice, another value": (
+        encode(thermostat())[:-1] + b',"device_id":"thermostat-0002"}',
+        "duplicate field: `device_id` appears more than once",
+    ),
+    "field given twice, same value": (
+        b'{"seq":7,' + encode(thermostat())[1:],
+        "duplicate field: `seq` appears more than once",
+    ),
 }
 
 
@@ -85,7 +113,7 @@ def test_each_kind_of_bad_record_is_rejected_with_its_reason(case: str) -> None:
     assert len(out.rejected) == 1
     rejected = out.rejected[0]
     assert reason in rejected.reason
-    assert (rejected.partition, rejected.offset, rejected.key) == (0, 100, b"k0")
+    assert (rejected.partition, rejected.offset, rejected.key) == (0, 100, key_of(value))
     assert rejected.value == value  # the original bytes, untouched
 
 
@@ -171,3 +199,47 @@ def test_a_well_formed_device_id_passes(device_id: str) -> None:
     out = ReadingValidator()(batch_of([encode(thermostat(device_id=device_id))]))
     assert not out.rejected, out.rejected
     assert [r.device_id for r in out.readings] == [device_id]
+
+
+@pytest.mark.parametrize(
+    "key", [None, b"", b"THERMOSTAT-0001", b"thermostat-0001\x00", b"thermostat-0002"]
+)
+def test_a_reading_keyed_by_anything_but_its_device_id_is_refused(key: bytes | None) -> None:
+    value = encode(thermostat())
+    validator = ReadingValidator()
+    out = validator(batch_of([value, value, value], keys=[b"thermostat-0001", key, key]))
+    assert [r.offset for r in out.rejected] == [101, 102]  # the id is known by then: still checked
+    assert "wrong key" in out.rejected[0].reason
+    assert "but the device id is 'thermostat-0001'" in out.rejected[0].reason
+    assert out.rejected[0].key == key
+    assert len(out.readings) == 1
+
+
+@pytest.mark.parametrize("firmware", ["4.2.1", "v2.0.0-rc.1+build.7", "A", "fw_10", "9" * 32])
+def test_a_version_like_firmware_passes(firmware: str) -> None:
+    out = ReadingValidator()(batch_of([encode(thermostat(firmware=firmware))] * 2))
+    assert not out.rejected, out.rejected
+    assert [r.firmware for r in out.readings] == [firmware] * 2
+
+
+def test_the_largest_sequence_number_and_odd_but_legal_json_pass() -> None:
+    good = thermostat(seq=schema.MAX_SEQ)
+    escaped = "".join(f"\\u{ord(c):04x}" for c in good["device_id"])
+    values = [
+        encode(good),
+        json.dumps(good, indent=2).encode(),  # whitespace everywhere
+        encode(dict(reversed(good.items()))),  # the type tag last
+        encode(good).replace(b'"thermostat-0001"', f'"{escaped}"'.encode()),
+    ]
+    out = ReadingValidator()(batch_of(values, keys=[b"thermostat-0001"] * len(values)))
+    assert not out.rejected, out.rejected
+    assert {(r.device_id, r.seq) for r in out.readings} == {("thermostat-0001", schema.MAX_SEQ)}
+
+
+def test_a_reason_quoting_the_record_escapes_control_characters_and_is_bounded() -> None:
+    hostile = "a\x00\x1b[2J\r\n" * 500
+    out = ReadingValidator()(batch_of([encode(thermostat(device_type=hostile))]))
+    reason = out.rejected[0].reason
+    assert reason.startswith("schema: Invalid value 'a\\x00\\x1b[2J\\r\\na")
+    assert reason.isprintable()
+    assert len(reason) <= 300 and reason.endswith("…")

@@ -291,6 +291,20 @@ def cmd_bench_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_fuzz(args: argparse.Namespace) -> int:
+    """workbench bench fuzz: hostile records through the real pipeline; 1 if any was lost,
+    got through, or the pipeline stopped."""
+    from workbench.bench.fuzz import format_report, run_fuzz
+    from workbench.broker import local_broker_for
+
+    settings = _settings(args)
+    say = (lambda _m: None) if args.json else _progress
+    with local_broker_for(settings, progress=say):
+        figures = run_fuzz(settings, args.count, args.valid_share, seed=args.seed, progress=say)
+    print(json.dumps(figures, indent=2) if args.json else format_report(figures))
+    return 0 if figures["ok"] else 1
+
+
 def cmd_eval_nab(args: argparse.Namespace) -> int:
     """workbench eval nab: the online detector over a NAB-format corpus, NAB-scored."""
     from workbench.evaluation.nab import main as nab_main
@@ -504,6 +518,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--warmup", type=_positive(float, "number"), default=10.0, help="seconds before measuring"
     )
     b.set_defaults(func=cmd_bench_serve)
+    b = bench.add_parser("fuzz", parents=[common], help="hostile records through the pipeline")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("--count", type=_positive(int, "whole number"), default=100_000)
+    b.add_argument(
+        "--valid-share",
+        type=_fraction,
+        default=0.1,
+        help="share of valid readings mixed in (0–1, default %(default)s)",
+    )
+    b.add_argument("--seed", type=int, default=1, help="the records' seed (default %(default)s)")
+    b.set_defaults(func=cmd_bench_fuzz)
 
     p = sub.add_parser("eval", help="measure detection quality")
     evals = p.add_subparsers(dest="evaluation", required=True, metavar="EVALUATION")

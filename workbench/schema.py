@@ -30,9 +30,16 @@ DEVICE_ID_PATTERN = r"[A-Za-z0-9._:-]+"
 """Allowed device ids (they end up in HTML, file names and URLs): the whole id must match
 (``re.fullmatch``; a ``$`` anchor would let a final newline through). Checked by the validator,
 which caches ids it has seen: a regex per message would cost as much as the rest of decoding."""
+FIRMWARE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]*"
+"""Allowed firmware versions ("4.2.1", "v2.0.0-rc.1+build.7"): the whole text must match; it
+starts with a letter or digit, so it never reads as markup or a spreadsheet formula. Checked by
+the validator, cached like device ids."""
+MAX_SEQ = 2**53 - 1
+"""The largest sequence number: integers above it do not survive JSON readers that use doubles
+(JavaScript, the detectors' float64 columns; RFC 7493), and a 309-digit one overflowed them."""
 DeviceId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Firmware = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
-Sequence = Annotated[int, msgspec.Meta(ge=0, description="per-device message counter")]
+Sequence = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ, description="per-device message counter")]
 UtcTime = Annotated[datetime, msgspec.Meta(tz=True, description="time of measurement, UTC")]
 
 

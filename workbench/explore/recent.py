@@ -18,13 +18,14 @@ from workbench.streams.validate import ReadingValidator, Rejected
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One Kafka record as stored: where it is, its producer timestamp (ms) and bytes."""
+    """One Kafka record as stored: where it is, its producer timestamp (ms), bytes and headers."""
 
     partition: int
     offset: int
     timestamp_ms: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def read_recent(
@@ -68,7 +69,7 @@ def read_recent(
                 raise TimeoutError(f"reading {topic!r} took over {timeout_s:.0f} s")
             for tp, batch in consumer.poll(200).items():
                 records.extend(
-                    Record(tp.partition, r.offset, r.timestamp, r.key, r.value)
+                    Record(tp.partition, r.offset, r.timestamp, r.key, r.value, tuple(r.headers))
                     for r in batch
                     if r.offset < ends[tp]
                 )
@@ -94,10 +95,11 @@ def decode_readings(
     batch = RecordBatch(
         topic,
         [r.value for r in records],
+        [r.key for r in records],
         [r.timestamp_ms for r in records],
         {},
         runs,
-        lambda i: (records[i].partition, records[i].offset, records[i].key),
+        lambda i: (records[i].partition, records[i].offset),
     )
     decoded = (validator or ReadingValidator())(batch)
     return decoded.readings, decoded.rejected

@@ -32,14 +32,16 @@ class RecordBatch:
 
     topic: str
     values: list[bytes | None]
+    keys: list[bytes | None]
+    """The records' keys (a reading's key must be its device id)."""
     timestamps_ms: list[int]
     """The records' Kafka timestamps (producer create time), in ms since the epoch."""
     next_offsets: dict[int, int]
     """partition → the offset to commit once this batch is processed (last offset + 1)."""
     runs: list[tuple[int, int]]
     """(partition, index of its first record) for each run of records from one partition."""
-    locate: Callable[[int], tuple[int, int, bytes | None]] = field(repr=False)
-    """index → (partition, offset, key) of one record, for dead-lettering."""
+    locate: Callable[[int], tuple[int, int]] = field(repr=False)
+    """index → (partition, offset) of one record, for dead-lettering."""
 
     def __len__(self) -> int:
         return len(self.values)
@@ -217,6 +219,7 @@ class KafkaPythonConsumer:
         if not polled:
             return None
         values: list[bytes | None] = []
+        keys: list[bytes | None] = []
         stamps: list[int] = []
         runs: list[tuple[int, int]] = []
         records_of: dict[int, list] = {}
@@ -225,17 +228,17 @@ class KafkaPythonConsumer:
             runs.append((tp.partition, len(values)))
             records_of[tp.partition] = records
             values.extend([r.value for r in records])
+            keys.extend([r.key for r in records])
             stamps.extend([r.timestamp for r in records])
             next_offsets[tp.partition] = records[-1].offset + 1
 
-        def locate(i: int) -> tuple[int, int, bytes | None]:
+        def locate(i: int) -> tuple[int, int]:
             for partition, start in reversed(runs):
                 if i >= start:
-                    record = records_of[partition][i - start]
-                    return partition, record.offset, record.key
+                    return partition, records_of[partition][i - start].offset
             raise IndexError(i)
 
-        return RecordBatch(self._topic, values, stamps, next_offsets, runs, locate)
+        return RecordBatch(self._topic, values, keys, stamps, next_offsets, runs, locate)
 
     def commit(self, offsets: dict[int, int]) -> None:
         from kafka.structs import OffsetAndMetadata
@@ -286,6 +289,7 @@ class ConfluentConsumer:
                 return None
             messages = [first, *self._consumer.consume(num_messages=max_records - 1, timeout=0)]
         values: list[bytes | None] = []
+        keys: list[bytes | None] = []
         stamps: list[int] = []
         kept = []
         runs: list[tuple[int, int]] = []
@@ -301,17 +305,17 @@ class ConfluentConsumer:
                 previous = partition
             kept.append(m)
             values.append(m.value())
+            keys.append(m.key())
             stamps.append(m.timestamp()[1])
             next_offsets[partition] = m.offset() + 1
         if not kept:
             return None
         self._positions.update(next_offsets)
 
-        def locate(i: int) -> tuple[int, int, bytes | None]:
-            m = kept[i]
-            return m.partition(), m.offset(), m.key()
+        def locate(i: int) -> tuple[int, int]:
+            return kept[i].partition(), kept[i].offset()
 
-        return RecordBatch(self._topic, values, stamps, next_offsets, runs, locate)
+        return RecordBatch(self._topic, values, keys, stamps, next_offsets, runs, locate)
 
     def commit(self, offsets: dict[int, int]) -> None:
         self._consumer.commit(

@@ -1,26 +1,31 @@
 """Decode and validate raw Kafka records into typed readings; set aside what is malformed, with why.
 
 Decoding and type/range validation happen in one msgspec call per record (~1 µs); the few checks
-msgspec cannot express (size, timestamp plausibility) are cheap comparisons around it.
+msgspec cannot express (size, duplicate fields, timestamp plausibility, the text patterns, the key
+being the device id) are cheap comparisons or cached lookups around it.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from workbench.schema import DEVICE_ID_PATTERN, Reading
+from workbench.schema import DEVICE_ID_PATTERN, FIRMWARE_PATTERN, READING_TYPES, Reading
 from workbench.streams.clients import RecordBatch
 
 DEFAULT_MAX_BYTES = 16 * 1024
 EARLIEST_TS = datetime(2000, 1, 1, tzinfo=UTC)
 DEFAULT_MAX_FUTURE = timedelta(hours=1)
 KNOWN_IDS_LIMIT = 1_000_000
-"""Device ids remembered as well-formed (a fleet's worth); beyond it ids are checked every time."""
+"""Devices remembered as checked (a fleet's worth); beyond it new ones are checked every time."""
+REASON_LIMIT = 300
+"""Characters of a reason kept (it quotes the record's own text, which may be 16 KiB)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +77,10 @@ class ReadingValidator:
         self.max_future = max_future
         self._decode = msgspec.json.Decoder(Reading).decode
         self._id_ok = re.compile(DEVICE_ID_PATTERN).fullmatch
-        self._known_ids: set[str] = set()
+        self._firmware_ok = re.compile(FIRMWARE_PATTERN).fullmatch
+        self._known: dict[str, tuple[bytes, str]] = {}
+        """Device id → (key, firmware) of its last reading that passed every check."""
+        self._quotes = {t: _quote_count(t) for t in READING_TYPES}
 
     def __call__(self, batch: RecordBatch) -> ReadingBatch:
         received_at = time.time()
@@ -80,7 +88,9 @@ class ReadingValidator:
         earliest = self.earliest
         max_bytes = self.max_bytes
         decode = self._decode
-        known_ids = self._known_ids
+        quotes = self._quotes
+        known = self._known
+        keys = batch.keys
         readings: list[Reading] = []
         stamps: list[int] = []
         rejected: list[Rejected] = []
@@ -92,10 +102,13 @@ class ReadingValidator:
                 if value is None or len(value) > max_bytes:
                     raise _Refused(_size_reason(value, max_bytes))
                 reading = decode(value)
+                if value.count(b'"') != quotes[type(reading)]:
+                    _check_unique_fields(value)
                 if not earliest <= reading.ts <= latest:
                     raise _Refused(_time_reason(reading.ts, earliest, latest))
-                if reading.device_id not in known_ids:
-                    self._check_new_id(reading.device_id)
+                seen = known.get(reading.device_id)
+                if seen is None or seen[0] != keys[i] or seen[1] != reading.firmware:
+                    self._check_device(reading, keys[i])
             except Exception as exc:  # whatever a hostile payload finds: refuse, never die
                 rejected.append(_reject(batch, i, _reason(exc, value)))
                 refused_at.append(i)
@@ -105,13 +118,57 @@ class ReadingValidator:
         latest = _partition_latest(batch.runs, len(batch), refused_at, readings)
         return ReadingBatch(readings, stamps, rejected, received_at, latest)
 
-    def _check_new_id(self, device_id: str) -> None:
+    def _check_device(self, reading: Reading, key: bytes | None) -> None:
+        """Refuse a reading whose id or firmware has other characters or whose key is not its id;
+        remember a device that passes, so its next readings cost one lookup."""
+        device_id, firmware = reading.device_id, reading.firmware
         if not self._id_ok(device_id):
             raise _Refused(
                 f"schema: device_id {device_id!r} has characters outside A–Z a–z 0–9 . _ : -"
             )
-        if len(self._known_ids) < KNOWN_IDS_LIMIT:
-            self._known_ids.add(device_id)
+        if key != device_id.encode():
+            raise _Refused(_key_reason(key, device_id))
+        if not self._firmware_ok(firmware):
+            raise _Refused(
+                f"schema: firmware {firmware!r} is not a version: it must start with a letter or "
+                "digit and hold only A–Z a–z 0–9 . _ + -"
+            )
+        if len(self._known) < KNOWN_IDS_LIMIT or device_id in self._known:
+            self._known[device_id] = (key, firmware)
+
+
+def _quote_count(reading_type: type) -> int:
+    """Quote characters in a valid reading of this type: two per field name and two per text value
+    (device_type is both). No accepted text can hold a quote, so more means a repeated field."""
+    fields = msgspec.inspect.type_info(reading_type).fields  # type: ignore[attr-defined]
+    texts = (msgspec.inspect.StrType, msgspec.inspect.DateTimeType)
+    n_texts = sum(isinstance(getattr(f.type, "type", f.type), texts) for f in fields)
+    return 2 * (len(fields) + 1) + 2 * (n_texts + 1)
+
+
+def _check_unique_fields(value: bytes) -> None:
+    """Refuse an object that names a field twice (msgspec keeps the last; other readers the first).
+
+    Only called when the quote count is off, so the slower exact parse is rare.
+    """
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, object]]) -> dict:
+        repeated.extend(k for k, n in Counter(k for k, _ in items).items() if n > 1)
+        return dict(items)
+
+    json.loads(value, object_pairs_hook=pairs)
+    if repeated:
+        names = ", ".join(f"`{k}`" for k in repeated)
+        raise _Refused(f"duplicate field: {names} appears more than once in the object")
+
+
+def _key_reason(key: bytes | None, device_id: str) -> str:
+    shown = "none" if key is None else repr(key[:80])
+    return (
+        f"wrong key: {shown}, but the device id is {device_id!r} (readings are keyed by device "
+        "id, so one device's readings stay in order on one partition)"
+    )
 
 
 def _reason(exc: Exception, value: bytes | None) -> str:
@@ -154,8 +211,16 @@ class _Refused(Exception):
 
 
 def _reject(batch: RecordBatch, i: int, reason: str) -> Rejected:
-    partition, offset, key = batch.locate(i)
-    return Rejected(batch.topic, partition, offset, key, batch.values[i], reason)
+    partition, offset = batch.locate(i)
+    return Rejected(batch.topic, partition, offset, batch.keys[i], batch.values[i], _shown(reason))
+
+
+def _shown(reason: str) -> str:
+    """The reason as safe text for a header, a log or a terminal: control characters escaped
+    (messages quote the record's own text), at most ``REASON_LIMIT`` characters."""
+    if not reason.isprintable():
+        reason = "".join(c if c.isprintable() else repr(c)[1:-1] for c in reason)
+    return reason if len(reason) <= REASON_LIMIT else reason[: REASON_LIMIT - 1] + "…"
 
 
 def _size_reason(value: bytes | None, max_bytes: int) -> str:
