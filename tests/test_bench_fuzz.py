@@ -10,16 +10,8 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from workbench.bench.fuzz import (
-    FAMILIES,
-    VALID,
-    VALID_EDGE,
-    DeadLetter,
-    FuzzRecord,
-    generate,
-    run_fuzz,
-    tally,
-)
+from workbench.bench.fuzz import DeadLetter, run_fuzz, tally
+from workbench.bench.hostile import FAMILIES, VALID, VALID_EDGE, FuzzRecord, generate
 from workbench.config import BACKENDS, Settings
 from workbench.schema import Reading
 from workbench.streams.clients import RecordBatch
