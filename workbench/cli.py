@@ -354,6 +354,36 @@ def cmd_bench_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profiles(args: argparse.Namespace) -> int:
+    """workbench profiles check FILE: every problem of a profile file, with its line."""
+    from workbench.profiles.load import ProfileError, load_profiles
+
+    try:
+        profiles = load_profiles(args.file)
+    except ProfileError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        _progress(f"{args.file}: {len(exc.problems)} problem(s)")
+        return 2
+    summary = {
+        t.name: {
+            "interval_s": t.interval_s,
+            "extra": t.extra,
+            "metrics": {m.name: f"{m.kind}, {m.min:g}–{m.max:g} {m.unit}" for m in t.metrics},
+        }
+        for t in profiles.types
+    }
+    if args.json:
+        print(json.dumps({"file": str(args.file), "types": summary}, indent=2))
+    else:
+        for name, spec in summary.items():
+            metrics = "; ".join(f"{m} ({d})" for m, d in spec["metrics"].items())
+            every = f"every {spec['interval_s']:g} s"
+            print(f"{name}: {every}, undeclared fields {spec['extra']}d: {metrics}")
+        _progress(f"{args.file}: ok, {len(summary)} device type(s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     common = argparse.ArgumentParser(add_help=False)
@@ -366,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--client",
         choices=BACKENDS,
         help="Kafka client backend (env WORKBENCH_KAFKA_CLIENT; default kafka-python)",
+    )
+    common.add_argument(
+        "--profiles",
+        type=Path,
+        metavar="FILE",
+        help="device profiles, TOML (env WORKBENCH_PROFILES; default: the simulator's fleet)",
     )
     database_help = (
         "alert/token store: postgresql://… (env WORKBENCH_DATABASE_URL); "
@@ -454,6 +490,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--database", metavar="URL", help=database_help)
     p.add_argument("--group", default="workbench-serve", help="consumer group (%(default)s)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("profiles", help="check device profile files")
+    p.add_argument("action", choices=("check",))
+    p.add_argument("file", type=Path, help="the profile file (TOML)")
+    p.add_argument("--json", action="store_true", help="the checked profiles as JSON")
+    p.set_defaults(func=cmd_profiles)
 
     p = sub.add_parser("token", help="create, list or revoke API tokens")
     p.add_argument("action", choices=("create", "list", "revoke"))
@@ -560,6 +602,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from workbench.broker import BrokerError
 
     try:
+        if getattr(args, "profiles", None) is not None:
+            from workbench.profiles.active import activate
+
+            activate(args.profiles)
         # Commands that watch for a stop request take the signals over; for the others both
         # signals interrupt, as Ctrl-C does, and they clean up as they unwind.
         with stop_signals(interrupt=True):

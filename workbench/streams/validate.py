@@ -16,7 +16,9 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from workbench.schema import DEVICE_ID_PATTERN, FIRMWARE_PATTERN, READING_TYPES, Reading
+from workbench.profiles.active import active
+from workbench.profiles.compile import CompiledProfiles
+from workbench.schema import DEVICE_ID_PATTERN, FIRMWARE_PATTERN, Reading
 from workbench.streams.clients import RecordBatch
 
 DEFAULT_MAX_BYTES = 16 * 1024
@@ -67,7 +69,9 @@ class ReadingValidator:
         max_bytes: int = DEFAULT_MAX_BYTES,
         earliest: datetime = EARLIEST_TS,
         max_future: timedelta = DEFAULT_MAX_FUTURE,
+        profiles: CompiledProfiles | None = None,
     ) -> None:
+        """``profiles``: the fleet's device types and wire format (default: the process's)."""
         if max_bytes < 64:
             raise ValueError(f"max_bytes={max_bytes}: a reading needs at least 64 bytes")
         if earliest.tzinfo is None:
@@ -75,12 +79,13 @@ class ReadingValidator:
         self.max_bytes = max_bytes
         self.earliest = earliest
         self.max_future = max_future
-        self._decode = msgspec.json.Decoder(Reading).decode
+        profiles = profiles or active()
+        self._decode = profiles.decode
         self._id_ok = re.compile(DEVICE_ID_PATTERN).fullmatch
         self._firmware_ok = re.compile(FIRMWARE_PATTERN).fullmatch
         self._known: dict[str, tuple[bytes, str]] = {}
         """Device id → (key, firmware) of its last reading that passed every check."""
-        self._quotes = {t: _quote_count(t) for t in READING_TYPES}
+        self._quotes = {t: _quote_count(t) for t in profiles.types.values()}
 
     def __call__(self, batch: RecordBatch) -> ReadingBatch:
         received_at = time.time()
@@ -128,7 +133,7 @@ class ReadingValidator:
             )
         if key != device_id.encode():
             raise _Refused(_key_reason(key, device_id))
-        if not self._firmware_ok(firmware):
+        if firmware is not None and not self._firmware_ok(firmware):
             raise _Refused(
                 f"schema: firmware {firmware!r} is not a version: it must start with a letter or "
                 "digit and hold only A–Z a–z 0–9 . _ + -"
