@@ -38,6 +38,7 @@ SHIPPED = (
     "workbench/broker/pom.xml",
     "workbench/broker/log4j2.xml",
     "workbench/broker/server.properties",
+    "workbench/profiles/default.toml",
 )
 
 pytestmark = pytest.mark.kafka
