@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_nab import write_corpus
-from workbench import __version__
+from workbench import __version__, profiles
 from workbench.cli import build_parser, main
 from workbench.config import Settings
 
@@ -47,6 +47,7 @@ SMALL: dict[str, str] = {
     "bench fuzz": "--count 500",
     "eval simulator": "--devices 10 --rate 20 --duration 60",
     "eval nab": "",  # data and out are made per run
+    "profiles": f"check {Path(profiles.__file__).with_name('default.toml')}",
 }
 """The smallest run of each command that has ``--json``."""
 
