@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import numpy as np
 import pytest
 
 from workbench.models import (
+    CounterDetector,
     DensityDetector,
     DropoutDetector,
-    EnergySurgeDetector,
     EnsembleDetector,
     EwmaDetector,
     ForestDetector,
@@ -25,6 +26,7 @@ from workbench.models import (
     StuckDetector,
 )
 from workbench.models.base import Finding
+from workbench.models.explain import explain
 from workbench.models.forest import FlatForest
 from workbench.schema import EnvSensor, SmartMeter
 from workbench.simulator import Truth, simulate
@@ -163,28 +165,52 @@ def test_location_jump_in_km() -> None:
     assert findings and findings[0].metric == "location" and 250 < findings[0].observed < 300
 
 
-def test_energy_surge_needs_consistent_energy_register() -> None:
-    def meter(powers: list[float], register_follows: bool) -> list[SmartMeter]:
-        energy, out = 100.0, []
-        for i, p in enumerate(powers):
-            energy += p * INTERVAL / 3.6e6 if register_follows or p < 2000 else 1e-6
-            out.append(
-                SmartMeter(
-                    device_id="m",
-                    ts=T0 + timedelta(seconds=INTERVAL * i),
-                    seq=i,
-                    lat=1.0,
-                    lon=1.0,
-                    firmware="1",
-                    power=round(p, 1),
-                    energy=round(energy, 6),
-                )
+def _meter(kwh_per_reading: list[float], start: float = 100.0) -> list[SmartMeter]:
+    energy, out = start, []
+    for i, step in enumerate(kwh_per_reading):
+        energy += step
+        out.append(
+            SmartMeter(
+                device_id="m",
+                ts=T0 + timedelta(seconds=INTERVAL * i),
+                seq=i,
+                lat=1.0,
+                lon=1.0,
+                firmware="1",
+                power=1000.0,
+                energy=round(energy, 6),
             )
-        return out
+        )
+    return out
 
-    powers = list(1000 + np.random.default_rng(2).normal(0, 40, 60)) + [4000.0] * 6
-    assert kinds(EnergySurgeDetector().process_batch(meter(powers, True))) == {"energy_surge"}
-    assert EnergySurgeDetector().process_batch(meter(powers, False)) == []
+
+def test_a_counter_advancing_several_times_its_usual_rate_is_a_surge() -> None:
+    usual = 1000 * INTERVAL / 3.6e6  # kWh per reading at 1 kW
+    rng = np.random.default_rng(2)
+    steady = list(usual * (1 + rng.normal(0, 0.04, 60)))
+    findings = CounterDetector().process_batch(_meter(steady + [4 * usual] * 4))
+    assert kinds(findings) == {"counter_surge"}
+    assert {f.metric for f in findings} == {"energy"}
+    assert "kWh/h" in explain(findings[0])
+    assert CounterDetector().process_batch(_meter(steady + [1.5 * usual] * 4)) == []
+    brief = [*steady, 4 * usual, *steady[:5]]  # one fast reading is not a surge
+    assert CounterDetector().process_batch(_meter(brief)) == []
+
+
+def test_a_counter_moving_backwards_is_a_reset_and_a_falling_battery_is_normal() -> None:
+    usual = 1000 * INTERVAL / 3.6e6
+    readings = _meter([usual] * 30)
+    readings.append(_meter([usual] * 31, start=0.0)[-1])  # a replaced meter starts from zero
+    findings = CounterDetector().process_batch(readings)
+    assert kinds(findings) == {"counter_reset"} and findings[0].observed < 0
+    # A battery's charge is a counter that falls: draining is its normal direction.
+    draining = [
+        msgspec.structs.replace(r, battery=round(0.9 - 0.0002 * i, 4))
+        for i, r in enumerate(env_series([4.0] * 40, device="e"))
+    ]
+    assert CounterDetector().process_batch(draining) == []
+    recharged = [*draining, msgspec.structs.replace(draining[-1], seq=40, battery=1.0)]
+    assert kinds(CounterDetector().process_batch(recharged)) == {"counter_reset"}
 
 
 @pytest.mark.parametrize("detector", [ForestDetector, DensityDetector])

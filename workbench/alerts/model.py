@@ -13,20 +13,16 @@ from datetime import datetime
 import msgspec
 
 from workbench.models.base import Finding, check_range
+from workbench.profiles.active import active
 
 SEVERITIES = ("low", "medium", "high")
 
 CRITICAL_METRICS: dict[str, float] = {
-    "temperature": 1.0,  # cold chains and comfort: the reason these devices exist
-    "co2": 1.0,
-    "pm25": 1.0,
+    **{m.name: m.criticality for t in active().profiles.types for m in t.metrics},
     "location": 1.0,  # a device that moved may have been stolen
-    "power": 0.8,
-    "energy": 0.8,
-    "humidity": 0.6,
-    "battery": 0.5,
 }
-"""How much a problem with each metric matters (1 = most); a silent device counts as 0.9."""
+"""How much a problem with each metric matters (1 = most), as the profiles declare it; a silent
+device counts as 0.9."""
 SILENCE_WEIGHT = 0.9
 
 

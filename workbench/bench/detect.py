@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 
 from workbench.bench.ingest import peak_rss_mb
 from workbench.models import (
+    CounterDetector,
     DensityDetector,
     DropoutDetector,
-    EnergySurgeDetector,
     EnsembleDetector,
     EwmaDetector,
     ForestDetector,
@@ -37,7 +37,7 @@ DETECTORS: dict[str, Callable[[], object]] = {
     "shift": ShiftDetector,
     "noise": NoiseBurstDetector,
     "location": LocationJumpDetector,
-    "surge": EnergySurgeDetector,
+    "counter": CounterDetector,
     "forest": ForestDetector,
     "density": DensityDetector,
     "novelty": NoveltyDetector,

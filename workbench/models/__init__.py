@@ -3,6 +3,7 @@ vectorised ``process_batch``), bounded per-device state, and an ensemble behind 
 
 from workbench.models.base import Finding
 from workbench.models.batch import columnar
+from workbench.models.counter import CounterDetector
 from workbench.models.density import DensityDetector
 from workbench.models.ensemble import EnsembleDetector
 from workbench.models.explain import explain
@@ -11,7 +12,6 @@ from workbench.models.live import DetectionResult, LiveAnomalyDetector
 from workbench.models.novelty import NoveltyDetector
 from workbench.models.patterns import (
     DropoutDetector,
-    EnergySurgeDetector,
     LocationJumpDetector,
     NoiseBurstDetector,
     ShiftDetector,
@@ -20,10 +20,10 @@ from workbench.models.patterns import (
 from workbench.models.statistical import EwmaDetector, RobustZDetector
 
 __all__ = [
+    "CounterDetector",
     "DensityDetector",
     "DetectionResult",
     "DropoutDetector",
-    "EnergySurgeDetector",
     "EnsembleDetector",
     "EwmaDetector",
     "Finding",

@@ -20,8 +20,8 @@ class Finding:
     device_id: str
     device_type: str
     kind: str
-    """spike, level_shift, drift, stuck, dropout, energy_surge, location_jump, noise_burst, or
-    'outlier' for model-based detectors that cannot name a cause."""
+    """spike, level_shift, drift, stuck, dropout, counter_surge, counter_reset, location_jump,
+    noise_burst, or 'outlier' for model-based detectors that cannot name a cause."""
     metric: str | None
     """The metric at fault ('location' for position, None for silence)."""
     score: float

@@ -15,16 +15,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from workbench.profiles.active import active
 from workbench.schema import METRICS, Reading
 
 if TYPE_CHECKING:
     from workbench.models.state import DeviceIndex
 
-SIGNALS: dict[str, tuple[str, ...]] = {
-    t: tuple(m for m in metrics if m not in ("energy", "battery")) for t, metrics in METRICS.items()
+SIGNALS: dict[str, tuple[str, ...]] = {t.name: t.of_kind("gauge") for t in active().profiles.types}
+"""Metrics scored as levels per device type: the gauges. A counter only moves one way, so it has
+no level to deviate from (the counter detector watches its rate), and a binary state has two."""
+COUNTERS: dict[str, tuple[str, ...]] = {
+    t.name: t.of_kind("counter") for t in active().profiles.types
 }
-"""Metrics scored per device type: the energy register only grows and battery charge only drains,
-so neither has a level to deviate from (energy is checked by the energy-surge detector)."""
+"""Counter metrics per device type."""
 
 
 @dataclass(slots=True)
@@ -37,7 +40,9 @@ class Columns:
     ts: np.ndarray
     """Epoch seconds."""
     seq: np.ndarray
+    """-1 where the reading has none (the profile maps no sequence number)."""
     lat: np.ndarray
+    """NaN where the reading has no location (lat and lon alike)."""
     lon: np.ndarray
     values: np.ndarray
     """(readings, metrics) in ``METRICS[device_type]`` order."""
@@ -71,14 +76,14 @@ def columnar(readings: Sequence[Reading]) -> dict[str, Columns]:
     """Split a batch by device type into numpy columns (done once, shared by all detectors)."""
     groups: dict[str, list[Reading]] = {}
     for r in readings:
-        tag = r.__struct_config__.tag
+        tag = r.device_type
         group = groups.get(tag)
         if group is None:
             groups[tag] = group = []
         group.append(r)
     out = {}
     for tag, rs in groups.items():
-        common = np.array([_COMMON(r) for r in rs], dtype=np.float64).reshape(-1, 3)
+        common = np.array([_COMMON(r) for r in rs], dtype=np.float64).reshape(-1, 3)  # None: NaN
         getter = _GETTERS[tag]
         values = np.array([getter(r) for r in rs], dtype=np.float64).reshape(len(rs), -1)
         out[tag] = Columns(
@@ -86,7 +91,7 @@ def columnar(readings: Sequence[Reading]) -> dict[str, Columns]:
             readings=rs,
             ids=[r.device_id for r in rs],
             ts=np.array([r.ts.timestamp() for r in rs]),
-            seq=common[:, 0].astype(np.int64),
+            seq=np.nan_to_num(common[:, 0], nan=-1.0).astype(np.int64),
             lat=common[:, 1],
             lon=common[:, 2],
             values=values,

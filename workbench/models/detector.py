@@ -154,8 +154,10 @@ class Detector(ParamsMixin):
         limit = self.threshold if threshold is None else threshold
         out: list[Finding] = []
         for device_type, cols in batches.items():
-            table, rows, order = self._locate(cols)
             names = self._metric_names(device_type)
+            if not names:  # a type with none of this detector's kinds of metric
+                continue
+            table, rows, order = self._locate(cols)
             for sel in order:
                 s = self._round(table, rows[sel], cols, sel, learn)
                 hits = np.flatnonzero(s.score >= limit)

@@ -19,13 +19,13 @@ from datetime import datetime
 
 from workbench.models.base import Finding, ParamsMixin, check_range
 from workbench.models.batch import Columns, columnar
+from workbench.models.counter import CounterDetector
 from workbench.models.density import DensityDetector
 from workbench.models.detector import BASE_SCORE, DEVICE_LIMIT, MAX_DEVICES, Detector
 from workbench.models.forest import FleetModelDetector, ForestDetector
 from workbench.models.novelty import NoveltyDetector
 from workbench.models.patterns import (
     DropoutDetector,
-    EnergySurgeDetector,
     LocationJumpDetector,
     NoiseBurstDetector,
     ShiftDetector,
@@ -39,7 +39,8 @@ SPECIFICITY: tuple[str, ...] = (
     "location_jump",
     "dropout",
     "stuck",
-    "energy_surge",
+    "counter_reset",
+    "counter_surge",
     "noise_burst",
     "drift",
     "level_shift",
@@ -56,7 +57,7 @@ COMPONENTS: tuple[str, ...] = (
     "shift",
     "noise",
     "location",
-    "surge",
+    "counter",
     "forest",
     "density",
     "novelty",
@@ -94,7 +95,7 @@ class EnsembleDetector(ParamsMixin):
         use_shift: bool = True,
         use_noise: bool = True,
         use_location: bool = True,
-        use_surge: bool = True,
+        use_counter: bool = True,
         use_forest: bool = True,
         use_density: bool = True,
         use_novelty: bool = False,
@@ -110,7 +111,7 @@ class EnsembleDetector(ParamsMixin):
         self.use_shift = use_shift
         self.use_noise = use_noise
         self.use_location = use_location
-        self.use_surge = use_surge
+        self.use_counter = use_counter
         self.use_forest = use_forest
         self.use_density = use_density
         self.use_novelty = use_novelty
@@ -144,7 +145,7 @@ class EnsembleDetector(ParamsMixin):
                 "shift": ShiftDetector(),
                 "noise": NoiseBurstDetector(),
                 "location": LocationJumpDetector(),
-                "surge": EnergySurgeDetector(),
+                "counter": CounterDetector(),
                 "forest": ForestDetector(),
                 "density": DensityDetector(),
                 "novelty": NoveltyDetector(),

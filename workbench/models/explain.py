@@ -11,7 +11,8 @@ KIND_WORDS = {
     "drift": "drift",
     "stuck": "stuck sensor (same value repeated)",
     "noise_burst": "burst of noise",
-    "energy_surge": "energy surge",
+    "counter_surge": "counter rising unusually fast",
+    "counter_reset": "counter reset (it moved backwards)",
     "location_jump": "location jump",
     "dropout": "dropout",
     "outlier": "unusual reading for its fleet",
@@ -33,6 +34,14 @@ def explain(f: Finding) -> str:
     if f.observed is None:
         return subject
     unit = UNITS.get(f.metric, "")
+    if f.kind == "counter_reset":
+        return f"{subject}: it moved {f.observed:,.6g} {unit} against its direction".rstrip()
+    if f.kind == "counter_surge":
+        rate = f"advancing {f.observed:,.4g} {unit}/h"
+        usual = (
+            "" if f.expected_high is None else f", usually under {f.expected_high:,.4g} {unit}/h"
+        )
+        return f"{subject}: {rate}{usual}"
     observed = f"observed {f.observed:,.2f} {unit}".rstrip()
     if f.expected_low is None or f.expected_high is None:
         return f"{subject}: {observed}"

@@ -1,6 +1,7 @@
 """Detectors for the failure patterns fleets show, each naming its kind.
 
-stuck sensor, silence (dropout), level shift and drift, location jump, energy surge, noise burst.
+stuck sensor, silence (dropout), level shift and drift, location jump, noise burst (counters:
+``workbench.models.counter``).
 All follow the :class:`~workbench.models.statistical.Detector` contract (rounds of distinct
 devices, bounded per-device state, a score of 0.1 at each detector's own trigger level).
 """
@@ -17,7 +18,7 @@ from workbench.models.batch import SIGNALS, Columns
 from workbench.models.detector import BASE_SCORE, MAX_DEVICES, Detector, Scores, calibrate, pick
 from workbench.models.state import DeviceTable, Field
 from workbench.models.statistical import robust_fields, robust_learn, robust_reference
-from workbench.schema import METRICS
+from workbench.profiles.active import active
 
 EARTH_RADIUS_KM = 6371.0
 
@@ -85,8 +86,11 @@ class StuckDetector(Detector):
 class DropoutDetector(Detector):
     """Silence: a gap in the device's sequence numbers or a time gap of several usual intervals.
 
-    Reported on the reading that ends the silence; :meth:`silent_devices` reports devices that are
-    still silent now.
+    The usual interval is learned from the device's steady gaps (consecutive sequence numbers), so
+    a silence never stretches it; a device whose readings carry no sequence number is judged by
+    the profile's declared interval until gaps within 1.5 of it have taught it its own.
+    Reported on the reading that ends the silence; :meth:`silent_devices` reports devices that
+    are still silent now.
     """
 
     kind = "dropout"
@@ -122,15 +126,19 @@ class DropoutDetector(Detector):
     ) -> Scores:
         seq, ts = cols.seq[sel], cols.ts[sel]
         last_seq, last_ts, interval = table["seq"][rows], table["ts"][rows], table["interval"][rows]
+        unnumbered = seq < 0
+        declared = active().profiles.type(cols.device_type).interval_s
+        usual = np.where(np.isnan(interval) & unnumbered, declared, interval)
         known = last_seq >= 0
         by_seq = np.where(known & (seq > last_seq), seq - last_seq - 1, 0)
         gap = ts - last_ts
         with np.errstate(invalid="ignore", divide="ignore"):
-            by_time = np.where(np.isnan(interval), 0.0, np.rint(gap / interval) - 1.0)
+            by_time = np.where(np.isnan(usual), 0.0, np.rint(gap / usual) - 1.0)
         missing = np.maximum(by_seq, np.nan_to_num(by_time))
         score = calibrate(missing / self.min_missing)
         if learn:
-            steady = known & (seq == last_seq + 1) & (gap > 0)
+            in_step = (known & (seq == last_seq + 1)) | (unnumbered & (gap <= 1.5 * usual))
+            steady = in_step & (gap > 0)
             table["interval"][rows] = np.where(
                 steady, np.where(np.isnan(interval), gap, 0.9 * interval + 0.1 * gap), interval
             )
@@ -153,8 +161,11 @@ class DropoutDetector(Detector):
             index = self.fleet.index(device_type)
             size = min(len(table.born), index.allocated)
             current = (table.born[:size] == index.born[:size]) & (table.born[:size] > 0)
+            declared = active().profiles.type(device_type).interval_s
+            interval = table["interval"][:size]
+            interval = np.where(np.isnan(interval) & (table["seq"][:size] < 0), declared, interval)
             with np.errstate(invalid="ignore"):
-                missing = np.floor((at - table["ts"][:size]) / table["interval"][:size]) - 1.0
+                missing = np.floor((at - table["ts"][:size]) / interval) - 1.0
             silent = current & (np.nan_to_num(missing) >= self.min_missing)
             if once:
                 silent &= table["told"][:size] != table["ts"][:size]
@@ -312,7 +323,7 @@ class NoiseBurstDetector(Detector):
         x = cols.signals[sel]
         step = np.nan_to_num(x - table["last"][rows])
         typical = table["typical"][rows]
-        floor = np.array([_STEP_FLOOR[m] for m in SIGNALS[cols.device_type]])
+        floor = _steps(cols.device_type)
         unit = np.maximum(np.nan_to_num(typical, nan=np.inf), floor)
         steps = np.concatenate([table["steps"][rows][..., 1:], step[..., None]], axis=2)
         units = steps / unit[..., None]
@@ -339,14 +350,10 @@ class NoiseBurstDetector(Detector):
         return Scores(score, best, pick(x, best), previous - reach, previous + reach, self.kind)
 
 
-_STEP_FLOOR: dict[str, float] = {
-    "temperature": 0.02,
-    "humidity": 0.1,
-    "power": 2.0,
-    "co2": 1.0,
-    "pm25": 0.1,
-}
-"""Smallest typical reading-to-reading change assumed, per metric (≈ reporting resolution)."""
+def _steps(device_type: str) -> np.ndarray:
+    """The smallest typical reading-to-reading change of each signal: its declared resolution."""
+    kind = active().profiles.type(device_type)
+    return np.array([kind.metric(m).step for m in SIGNALS[device_type]])
 
 
 def haversine_km(
@@ -382,6 +389,13 @@ class LocationJumpDetector(Detector):
     def _fields(self, device_type: str) -> dict[str, Field]:
         return {"home": ((2,), np.nan, np.float64), "n": ((), 0, np.int64)}
 
+    def detect(
+        self, batches: dict[str, Columns], threshold: float | None = None, learn: bool = True
+    ) -> list[Finding]:
+        """Only device types whose readings carry a location (the profile maps lat and lon)."""
+        located = {t: c for t, c in batches.items() if not np.isnan(c.lat).all()}
+        return super().detect(located, threshold, learn)
+
     def _metric_names(self, device_type: str) -> Sequence[str | None]:
         return ("location",)
 
@@ -404,95 +418,4 @@ class LocationJumpDetector(Detector):
         zero = np.zeros(len(sel))
         return Scores(
             score, np.zeros(len(sel), dtype=np.int64), km, zero, zero + self.jump_km, self.kind
-        )
-
-
-class EnergySurgeDetector(Detector):
-    """Power far above the device's baseline for several readings, confirmed by the energy
-    register advancing as that power implies (a real surge, not a faulty power reading)."""
-
-    kind = "energy_surge"
-    name = "surge"
-
-    def __init__(
-        self,
-        window_size: int = 100,
-        factor: float = 2.5,
-        min_readings: int = 2,
-        tolerance: float = 0.3,
-        threshold: float = BASE_SCORE,
-        min_history: int = 10,
-        max_devices: int = MAX_DEVICES,
-    ) -> None:
-        self.window_size = window_size
-        self.factor = factor
-        self.min_readings = min_readings
-        self.tolerance = tolerance
-        self.threshold = threshold
-        self.min_history = min_history
-        self.max_devices = max_devices
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_range("window_size", self.window_size, 2, 100_000, integer=True)
-        check_range("factor", self.factor, 1.1, 1000.0)
-        check_range("min_readings", self.min_readings, 1, 1000, integer=True)
-        check_range("tolerance", self.tolerance, 0.0, 10.0)
-        check_range("min_history", self.min_history, 1, 100_000, integer=True)
-
-    def _fields(self, device_type: str) -> dict[str, Field]:
-        return {
-            "base": ((), np.nan, np.float64),
-            "energy": ((), np.nan, np.float64),
-            "ts": ((), np.nan, np.float64),
-            "run": ((), 0, np.int64),
-            "n": ((), 0, np.int64),
-        }
-
-    def _metric_names(self, device_type: str) -> Sequence[str | None]:
-        return ("power",)
-
-    def detect(
-        self, batches: dict[str, Columns], threshold: float | None = None, learn: bool = True
-    ) -> list[Finding]:
-        """Only device types that meter energy."""
-        metered = {t: c for t, c in batches.items() if "energy" in METRICS[t]}
-        return super().detect(metered, threshold, learn)
-
-    def _round(
-        self, table: DeviceTable, rows: np.ndarray, cols: Columns, sel: np.ndarray, learn: bool
-    ) -> Scores:
-        power_col, energy_col = cols.metric_columns(("power", "energy"))
-        power, energy, ts = cols.values[sel, power_col], cols.values[sel, energy_col], cols.ts[sel]
-        base, n = table["base"][rows], table["n"][rows]
-        base = np.where(np.isnan(base), power, base)
-        ratio = power / np.maximum(base, 1.0)
-        implied = power * (ts - table["ts"][rows]) / 3.6e6
-        advanced = energy - table["energy"][rows]
-        consistent = np.nan_to_num(
-            np.abs(advanced - implied) <= self.tolerance * implied + 2e-6, nan=0.0
-        ).astype(bool)
-        high = (ratio >= self.factor) & consistent
-        run = np.where(high, table["run"][rows] + 1, 0)
-        stat = np.where(
-            (run >= self.min_readings) & (n >= self.min_history),
-            (ratio - 1.0) / (self.factor - 1.0),
-            0.0,
-        )
-        score = calibrate(stat)
-        if learn:
-            alpha = np.maximum(1.0 / (n + 1.0), 2.0 / (self.window_size + 1.0))
-            kept = np.where(n >= self.min_history, np.minimum(power, 1.5 * base), power)
-            table["base"][rows] = base + alpha * (kept - base)
-            table["energy"][rows] = energy
-            table["ts"][rows] = ts
-            table["run"][rows] = run
-            table["n"][rows] = n + 1
-        return Scores(
-            score,
-            np.zeros(len(sel), dtype=np.int64),
-            power,
-            base * 0.0,
-            base * self.factor,
-            self.kind,
         )

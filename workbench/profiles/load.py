@@ -15,6 +15,8 @@ says what is wrong and what is allowed.
     extra = "ignore"            # undeclared fields: ignore | refuse (default)
     metrics.pressure = { unit = "bar", min = 0, max = 40 }
     metrics.running = { unit = "on/off", kind = "binary" }
+    metrics.pumped = { unit = "m³", min = 0, max = 1e9, kind = "counter" }
+    # counters: direction = "rises" (default) or "falls"; any metric: resolution = smallest step
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from workbench.profiles.model import (
+    DIRECTIONS,
     EXTRA,
     KINDS,
     OPTIONAL_FIELDS,
@@ -170,7 +173,11 @@ def _mapping(check: _Checker, raw: dict[str, Any]) -> Mapping:
 
 
 def _metric(check: _Checker, path: str, name: str, raw: dict[str, Any]) -> Metric | None:
-    check.keys(path, raw, ("unit", "min", "max", "kind", "criticality", "description"))
+    check.keys(
+        path,
+        raw,
+        ("unit", "min", "max", "kind", "criticality", "description", "direction", "resolution"),
+    )
     if not NAME.fullmatch(name) or name in RESERVED or keyword.iskeyword(name):
         check.problem(
             path,
@@ -191,6 +198,16 @@ def _metric(check: _Checker, path: str, name: str, raw: dict[str, Any]) -> Metri
     unit = check.text(path, raw, "unit", None)
     if unit is None:
         check.problem(f"{path}.unit", "is required: every number shown has a unit")
+    direction = check.text(path, raw, "direction", "rises") or "rises"
+    if direction not in DIRECTIONS or ("direction" in raw and kind != "counter"):
+        check.problem(
+            f"{path}.direction",
+            f"only a counter has a direction: {' or '.join(DIRECTIONS)}",
+        )
+    resolution = check.number(path, raw, "resolution", 0.0) if "resolution" in raw else None
+    span = None if low is None or high is None else high - low
+    if resolution is not None and span is not None and not 0.0 < resolution < span:
+        check.problem(f"{path}.resolution", f"must be above 0 and below max − min ({unit})")
     if None in (low, high, criticality, unit):
         return None
     return Metric(
@@ -201,6 +218,8 @@ def _metric(check: _Checker, path: str, name: str, raw: dict[str, Any]) -> Metri
         kind,
         criticality or 0.0,
         check.text(path, raw, "description", "") or "",
+        direction,
+        resolution,
     )
 
 

@@ -9,8 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 KINDS = ("gauge", "counter", "binary")
-"""gauge: a level (temperature); counter: a register that only rises (energy, kWh);
-binary: a 0/1 state (door open)."""
+"""gauge: a level (temperature); counter: a register that only moves one way (energy in kWh
+rises, a battery's charge falls); binary: a 0/1 state (door open)."""
+DIRECTIONS = ("rises", "falls")
+"""Which way a counter moves."""
+RESOLUTION_SHARE = 1e-4
+"""A metric's resolution, unless declared: this share of its physical range (about what a
+14-bit converter resolves). Changes smaller than it are not told apart from noise."""
 EXTRA = ("ignore", "refuse")
 """What a reading's undeclared fields do: nothing, or send it to the dead-letter topic."""
 TIME_FORMATS = ("iso8601", "epoch_s", "epoch_ms")
@@ -31,6 +36,15 @@ class Metric:
     criticality: float = 0.7
     """How much a problem with this metric matters, 0–1 (1: the reason the device exists)."""
     description: str = ""
+    direction: str = "rises"
+    """A counter's direction (ignored for other kinds)."""
+    resolution: float | None = None
+    """The smallest change the device reports; default: RESOLUTION_SHARE of the range."""
+
+    @property
+    def step(self) -> float:
+        """The smallest meaningful change of this metric, in its unit."""
+        return self.resolution or (self.max - self.min) * RESOLUTION_SHARE
 
 
 @dataclass(frozen=True)

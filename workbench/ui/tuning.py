@@ -28,7 +28,7 @@ COMPONENT_NAMES = {
     "shift": "level shift / drift",
     "noise": "noise burst",
     "location": "location jump",
-    "surge": "energy surge",
+    "counter": "counter surge / reset",
     "forest": "Isolation Forest",
     "density": "DBSCAN density",
     "novelty": "univariate novelty",
