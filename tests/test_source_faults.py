@@ -85,3 +85,55 @@ def test_records_polled_before_a_failing_lag_query_are_still_handled(
 
     assert asyncio.run(run()) == list(range(10))
     assert backend.committed == {0: 10}
+
+
+class RebalanceInProgressError(Exception):
+    """Named as kafka-python names it: the group is rebalancing, the commit may be retried."""
+
+
+class RebalancesAtStop(LagFailsOnce):
+    """Ten readings in one poll; the commits meet a rebalance in progress twice, as a stop under
+    load did (the group's join completing late)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.polls = [[v for poll in self.polls for v in poll]]
+        self.refusals = 2
+        self.polls_after_stop = 0
+
+    def poll(self, max_records: int, timeout_s: float) -> RecordBatch | None:
+        if not self.polls:
+            self.polls_after_stop += 1
+        return super().poll(max_records, timeout_s)
+
+    def commit(self, offsets: dict[int, int]) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            raise RebalanceInProgressError("the consumer is undergoing a rebalance")
+        super().commit(offsets)
+
+    def lag(self) -> int | None:
+        return 0
+
+
+def test_a_stop_during_a_rebalance_still_commits_what_was_handled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backend = RebalancesAtStop()
+    monkeypatch.setattr(source_module, "make_consumer", lambda *_args: backend)
+
+    async def run() -> None:
+        source = from_kafka_readings(
+            Settings.from_env(bootstrap_servers="localhost:1"),
+            topic="t",
+            group_id="g",
+            deadletter_topic=None,
+            commit_interval_s=60,  # nothing is committed before the stop
+        )
+        source.sink(lambda _batch: source.stop())
+        source.start()
+        await asyncio.wait_for(source.wait_stopped(), 10)
+
+    asyncio.run(run())
+    assert backend.committed == {0: 10}  # before the fix: {} (one try, then closed)
+    assert backend.polls_after_stop >= 1  # it let the rebalance complete between tries

@@ -33,6 +33,8 @@ from workbench.streams.deadletter import CountOnlyDeadLetters, DeadLetterWriter
 from workbench.streams.metrics import PipelineMetrics
 from workbench.streams.validate import ReadingBatch, ReadingValidator, reject_all
 
+FINAL_COMMIT_S = 10.0
+"""How long a stopping source keeps trying to commit what it handled (s)."""
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DeadLetters = DeadLetterWriter | CountOnlyDeadLetters
@@ -196,8 +198,19 @@ class from_kafka_readings(Source):
                 break
             if self._pending and time.monotonic() - self._last_commit >= self.commit_interval_s:
                 await self._commit(consumer)
-        if self._pending:
+        await self._commit_before_closing(consumer)
+
+    async def _commit_before_closing(self, consumer: ConsumerBackend) -> None:
+        """Commit what was handled, retrying for up to FINAL_COMMIT_S: a stop that lands while
+        the group rebalances must still commit, or the next consumer repeats those readings."""
+        deadline = time.monotonic() + FINAL_COMMIT_S
+        while self._pending:
             await self._commit(consumer)
+            if not self._pending or time.monotonic() > deadline:
+                return
+            # A poll lets the group protocol finish the rebalance; what it fetches is not
+            # handled, so it is not committed and the next consumer reads it.
+            await self._in_thread(consumer.poll, 1, 0.1)
 
     async def _handle(
         self, raw: RecordBatch, batch: ReadingBatch, deadletters: DeadLetters
