@@ -48,6 +48,11 @@ DEFAULT_FILE = "default.toml"
 """The simulator's four device types, shipped with the package."""
 
 
+def is_metric_name(name: str) -> bool:
+    """Whether a metric may be called ``name`` (it is also the reading's JSON field)."""
+    return bool(NAME.fullmatch(name)) and name not in RESERVED and not keyword.iskeyword(name)
+
+
 class ProfileError(ValueError):
     """A profile file that cannot be used; ``problems`` lists every ``file:line: what`` found."""
 
@@ -171,7 +176,7 @@ def _mapping(check: _Checker, raw: dict[str, Any]) -> Mapping:
 
 def _metric(check: _Checker, path: str, name: str, raw: dict[str, Any]) -> Metric | None:
     check.keys(path, raw, ("unit", "min", "max", "kind", "criticality", "description"))
-    if not NAME.fullmatch(name) or name in RESERVED or keyword.iskeyword(name):
+    if not is_metric_name(name):
         check.problem(
             path,
             f"metric name {name!r}: use 1–32 lower-case letters, digits and _, starting with a "
