@@ -167,8 +167,9 @@ def _quoted(value: object) -> str:
 
 
 def _example(values: list[Any]) -> str:
-    """The most common of ``values``, for a note."""
-    return _quoted(Counter(values).most_common(1)[0][0])
+    """The most common of ``values`` (the first in text order between equals), for a note."""
+    counts = Counter(values)
+    return _quoted(min(counts, key=lambda v: (-counts[v], str(v))))
 
 
 def _as_times(values: list[Any]) -> _Time | None:
@@ -195,7 +196,7 @@ def _as_times(values: list[Any]) -> _Time | None:
             continue
         stamps = [(t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp() for t in parsed]
         if min(stamps) >= low_s:
-            return _time(fmt, stamps, f"text such as {_quoted(values[0])}")
+            return _time(fmt, stamps, f"text such as {_quoted(min(values))}")
     return None
 
 
@@ -383,9 +384,10 @@ def widen(low: float, high: float) -> tuple[float, float]:
     hi = high + margin if high > 0 or low >= 0 else 0.0
     exponent = math.floor(math.log10(hi - lo))
     step, digits = 5 * 10.0 ** (exponent - 1), max(0, 1 - exponent)
+    steps = round(lo / step, 6), round(hi / step, 6)  # 0.55 / 0.05 is 11.000000000000002
     return (
-        round(math.floor(lo / step) * step, digits) + 0.0,
-        round(math.ceil(hi / step) * step, digits) + 0.0,
+        round(math.floor(steps[0]) * step, digits) + 0.0,
+        round(math.ceil(steps[1]) * step, digits) + 0.0,
     )
 
 
