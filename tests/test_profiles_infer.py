@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.test_validate import batch_of
+from tests.test_profiles import _validate
 from workbench.cli import main
 from workbench.config import Settings
-from workbench.profiles.compile import compile_profiles
 from workbench.profiles.infer import (
     InferenceError,
     infer_profiles,
@@ -25,10 +24,8 @@ from workbench.profiles.infer import (
     widen,
 )
 from workbench.profiles.load import load_profiles, parse_profiles
-from workbench.profiles.model import Profiles
 from workbench.profiles.write import to_toml
 from workbench.streams.clients import make_producer
-from workbench.streams.validate import ReadingValidator
 
 PLANT = Path(__file__).parent / "data" / "profiles" / "plant.toml"
 NOW_MS = int(datetime.now(UTC).timestamp() * 1000)
@@ -75,27 +72,31 @@ def plant_readings(per_device: int = 30, seed: int = 1) -> list[dict[str, Any]]:
     return readings
 
 
-def _encoded(readings: list[dict[str, Any]]) -> tuple[list[bytes], list[bytes]]:
-    return [json.dumps(r).encode() for r in readings], [r["serial"].encode() for r in readings]
+def _encoded(readings: list[dict[str, Any]]) -> list[bytes]:
+    return [json.dumps(r).encode() for r in readings]
 
 
-def _validate(profiles: Profiles, values: list[bytes], keys: list[bytes]):
-    return ReadingValidator(profiles=compile_profiles(profiles))(batch_of(values, keys=keys))
+def _publish(kafka: Settings, topic: str, values: list[bytes]) -> None:
+    """Produce the readings keyed by device, as a gateway does."""
+    producer = make_producer(kafka)
+    for value in values:
+        producer.send(topic, value, key=json.loads(value)["serial"].encode())
+    producer.flush()
+    producer.close()
+    assert producer.deliveries().delivered == len(values)
+
+
+def _cluster(kafka: Settings) -> list[str]:
+    return ["--bootstrap-servers", kafka.bootstrap]
 
 
 @pytest.mark.kafka
 def test_infer_on_the_plant_fleets_topic_proposes_its_profile(
     kafka: Settings, topics: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    readings = plant_readings()
-    values, keys = _encoded(readings)
-    assert _validate(load_profiles(PLANT), values, keys).rejected == []  # it is the plant fleet
-    producer = make_producer(kafka)
-    for value, key in zip(values, keys, strict=True):
-        producer.send(topics["readings"], value, key=key)
-    producer.flush()
-    producer.close()
-    assert producer.deliveries().delivered == len(values)
+    values = _encoded(plant_readings())
+    assert _validate(PLANT, values).rejected == []  # they are the plant fleet's readings
+    _publish(kafka, topics["readings"], values)
 
     out = tmp_path / "proposed.toml"
     topic = topics["readings"]
@@ -105,9 +106,9 @@ def test_infer_on_the_plant_fleets_topic_proposes_its_profile(
     assert f"wrote {out}: door (1 metric(s)), meter (1 metric(s)), pump (8 metric(s))" in err
     assert main(["profiles", "check", str(out)]) == 0
 
-    proposed = parse_profiles(out.read_text(encoding="utf-8"))
-    validated = _validate(proposed, values, keys)
+    validated = _validate(out.read_text(encoding="utf-8"), values)
     assert validated.rejected == [] and len(validated.readings) == len(values)
+    proposed = load_profiles(out)
     plant = load_profiles(PLANT)
     assert proposed.mapping.device_id == plant.mapping.device_id == "serial"
     assert (proposed.mapping.time, proposed.mapping.time_format) == ("t_ms", "epoch_ms")
@@ -121,20 +122,11 @@ def test_infer_on_the_plant_fleets_topic_proposes_its_profile(
         assert (mine.interval_s, mine.extra) == (device_type.interval_s, device_type.extra)
 
 
-def _cluster(kafka: Settings) -> list[str]:
-    return ["--bootstrap-servers", kafka.bootstrap]
-
-
 @pytest.mark.kafka
 def test_infer_prints_to_stdout_and_never_overwrites_a_file(
     kafka: Settings, topics: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    producer = make_producer(kafka)
-    values, keys = _encoded(plant_readings(per_device=3))
-    for value, key in zip(values, keys, strict=True):
-        producer.send(topics["readings"], value, key=key)
-    producer.flush()
-    producer.close()
+    _publish(kafka, topics["readings"], _encoded(plant_readings(per_device=3)))
     args = ["profiles", "infer", "--topic", topics["readings"], "--samples", "20", *_cluster(kafka)]
     assert main(args) == 0
     printed = capsys.readouterr()
@@ -159,6 +151,7 @@ def test_the_proposal_marks_its_guesses_and_is_the_same_for_the_same_readings() 
     assert lines[flow - 2].endswith(", widened") and lines[flow - 1] == "# fill in the unit"
     voltage = next(line for line in lines if line.startswith("metrics.motor_voltage"))
     assert 'unit = "V"' in voltage  # guessed from the name, and said so
+    assert 'metrics.bearing_temperature = { unit = "°C", min = -50, max = 150 }' in lines
     assert "# guess: the unit, from the name" in lines[lines.index(voltage) - 1]
     assert '# ignored: "site": text, e.g. "north" (2 distinct)' in lines
     assert (
@@ -197,6 +190,7 @@ def test_ranges_are_widened_to_round_numbers_and_never_cross_zero_for_one_signed
     assert widen(2900, 2990) == (0.0, 6000.0)  # a stopped pump reads 0: non-negative → 0
     assert widen(-5.0, 30.0) == (-50.0, 100.0)  # out by the spread, 35, on both sides
     assert widen(-90.0, -40.0) == (-200.0, 0.0)  # a negative quantity stays at most 0
+    assert widen(18.0, 23.5, zero_is_a_floor=False) == (-10.0, 50.0)  # °C: zero is no floor
     assert widen(0.0, 0.0) == (0.0, 1.0)
     assert widen(0.001, 0.004) == (0.0, 0.008)
 
@@ -228,15 +222,14 @@ def test_the_time_format_is_read_from_the_values(
     stamp: object, time_format: str, seconds: float
 ) -> None:
     readings = _one_logger(ts=stamp)
-    profiles = infer_profiles(readings, "loggers").profiles
-    assert (profiles.mapping.time, profiles.mapping.time_format) == ("ts", time_format)
-    validated = _validate(profiles, *_keyed(readings))
+    proposal = infer_profiles(readings, "loggers")
+    assert (proposal.profiles.mapping.time, proposal.profiles.mapping.time_format) == (
+        "ts",
+        time_format,
+    )
+    validated = _validate(proposal.toml(), _encoded(readings))
     assert validated.rejected == []
     assert validated.readings[0].ts == datetime.fromtimestamp(seconds, UTC)
-
-
-def _keyed(readings: list[dict[str, Any]]) -> tuple[list[bytes], list[bytes]]:
-    return [json.dumps(r).encode() for r in readings], [r["id"].encode() for r in readings]
 
 
 def test_a_naive_time_says_its_zone_and_day_month_order_are_guesses() -> None:

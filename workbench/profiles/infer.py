@@ -82,6 +82,8 @@ UNIT_WORDS = {
     "dbm": "dBm",
 }
 """A metric name's last word → the unit it very likely has (proposed as a guess)."""
+NO_FLOOR_UNITS = frozenset({"°C"})
+"""Units whose zero is no physical floor: a range in them may cross zero."""
 
 _ID_OK = re.compile(DEVICE_ID_PATTERN).fullmatch
 _FIRMWARE_OK = re.compile(FIRMWARE_PATTERN).fullmatch
@@ -154,10 +156,8 @@ def _name_rank(field: str, names: tuple[str, ...]) -> int:
 
 
 def _num(value: float) -> str:
-    """A figure for a note: thousands separated, at most 4 significant digits after the point."""
-    if float(value).is_integer() and abs(value) < 1e15:
-        return f"{int(value):,}"
-    return f"{value:,.4g}" if abs(value) >= 1 else f"{value:.4g}"
+    """A figure for a note: whole from 1,000 on (thousands separated), else 4 significant digits."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def _quoted(value: object) -> str:
@@ -363,25 +363,32 @@ def _find_location_and_firmware(sample: _Sample) -> None:
     lon = first(LON_NAMES, lambda v: _is_number(v) and -180 <= v <= 180)
     if lat and lon:
         sample.taken.update(lat=lat, lon=lon)
+        sample.notes["mapping.lat"].append("degrees: every value within −90…90 and −180…180")
     firmware = first(
         FIRMWARE_NAMES, lambda v: isinstance(v, str) and len(v) <= 32 and bool(_FIRMWARE_OK(v))
     )
     if firmware:
         sample.taken["firmware"] = firmware
+        versions = [r[firmware] for r in sample.readings if firmware in r]
+        sample.notes["mapping.firmware"].append(f"versions, e.g. {_example(versions)}")
 
 
-def widen(low: float, high: float) -> tuple[float, float]:
+def widen(low: float, high: float, zero_is_a_floor: bool = True) -> tuple[float, float]:
     """A guessed physical range around the observed ``low``–``high``.
 
     Each side moves out by the larger of the observed spread and the largest magnitude seen, so
     a value twice the highest seen still passes (an anomaly should raise an alert, not be refused
     as a broken reading); then out to a round number (a step of half a power of ten below the
     width). Data that never went below zero gets 0 as its minimum (a stopped pump reads 0), data
-    that never went above zero gets 0 as its maximum: the range never crosses zero for them.
+    that never went above zero gets 0 as its maximum: the range never crosses zero for them,
+    unless zero is no floor for the quantity (``zero_is_a_floor=False``: °C).
     """
     margin = max(high - low, abs(low), abs(high)) or 1.0
-    lo = 0.0 if low >= 0 else low - margin
-    hi = high + margin if high > 0 or low >= 0 else 0.0
+    if not zero_is_a_floor:
+        lo, hi = low - margin, high + margin
+    else:
+        lo = 0.0 if low >= 0 else low - margin
+        hi = high + margin if high > 0 or low >= 0 else 0.0
     exponent = math.floor(math.log10(hi - lo))
     step, digits = 5 * 10.0 ** (exponent - 1), max(0, 1 - exponent)
     steps = round(lo / step, 6), round(hi / step, 6)  # 0.55 / 0.05 is 11.000000000000002
@@ -471,7 +478,7 @@ def _metric(
         )
         metric = Metric(field, unit, lo, hi, "counter")
     else:
-        lo, hi = widen(low, high)
+        lo, hi = widen(low, high, zero_is_a_floor=unit not in NO_FLOOR_UNITS)
         notes.append(f"{seen}: {observed}, widened")
         metric = Metric(field, unit, lo, hi)
     notes.append("fill in the unit" if unit == UNKNOWN_UNIT else "guess: the unit, from the name")
