@@ -594,8 +594,8 @@ def _header(topic: str, records: int, readings: int, devices: int) -> list[str]:
     lines = [
         f"Device profiles drafted by `workbench profiles infer` from {readings:,} readings of "
         f"{devices:,} devices on the topic {topic}.",
-        'Review every line marked guess, and replace each unit = "?" with the real unit;',
-        "then `workbench profiles check FILE` and run with --profiles FILE.",
+        'The comments say what was seen: review each guess, and replace every unit = "?" with',
+        "the real unit; then `workbench profiles check FILE`, and run with --profiles FILE.",
     ]
     if records > readings:
         lines.append(

@@ -85,13 +85,15 @@ def _type_lines(device_type: DeviceType) -> Iterable[tuple[str, str]]:
 
 
 def to_toml(profiles: Profiles, notes: Notes | None = None) -> str:
-    """The profile file for ``profiles``, each note a comment above the key it explains."""
+    """The profile file for ``profiles``, each note a comment above the key it explains (a
+    table's own notes stand apart, under its header)."""
     notes = notes or {}
     lines = _comments(notes, "")
     sections = [("mapping", _mapping_lines(profiles.mapping))]
     sections += [(f"types.{t.name}", _type_lines(t)) for t in profiles.types]
     for table, keys in sections:
-        lines += ["", f"[{table}]", *_comments(notes, table)]
+        about_table = _comments(notes, table)
+        lines += ["", f"[{table}]", *about_table, *([""] if about_table else [])]
         for key, value in keys:
             lines += [*_comments(notes, f"{table}.{key}"), f"{key} = {value}"]
     return "\n".join(lines).lstrip("\n") + "\n"
