@@ -15,14 +15,8 @@ import pytest
 from tests.test_profiles import _validate
 from workbench.cli import main
 from workbench.config import Settings
-from workbench.profiles.infer import (
-    InferenceError,
-    infer_profiles,
-    interval,
-    is_binary,
-    rises_only,
-    widen,
-)
+from workbench.profiles.guess import counter_evidence, interval, is_binary, widen
+from workbench.profiles.infer import InferenceError, infer_profiles
 from workbench.profiles.load import load_profiles, parse_profiles
 from workbench.profiles.write import to_toml
 from workbench.streams.clients import make_producer
@@ -161,8 +155,11 @@ def test_the_proposal_marks_its_guesses_and_is_the_same_for_the_same_readings() 
 
 
 def test_counters_rise_and_never_fall_per_device() -> None:
-    assert rises_only([[1.0, 1.0, 2.5], [7.0, 9.0]]) == (3, 2)
-    assert rises_only([[1.0, 2.0], [5.0, 4.9]]) is None
+    rising = [[1.0, 1.0, 2.5, 2.5, 3.0], [7.0, 9.0, 9.0, 9.5, 12.0]]
+    assert counter_evidence(rising) == (8, 5)  # 8 steps, 5 of them up
+    assert counter_evidence([*rising, [5.0, 4.9]]) is None  # one fell
+    assert counter_evidence([[2.0] * 5, [3.0] * 5]) is None  # none rose
+    assert counter_evidence([[1.0, 2.0, 3.0]]) is None  # too few readings to tell
 
     def kind(series: dict[str, list[float]]) -> str:
         readings = [

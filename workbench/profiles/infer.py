@@ -8,20 +8,34 @@ rise. Ranges, intervals and units are guesses, and the proposal says so next to 
 
 from __future__ import annotations
 
-import math
 import re
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import pairwise
 from typing import Any
 
 import msgspec
 
 from workbench.config import Settings
-from workbench.profiles.compile import MAX_SEQ, UtcTime
+from workbench.profiles.compile import MAX_SEQ
+from workbench.profiles.guess import (
+    NAIVE_FORMATS,
+    NO_FLOOR_UNITS,
+    UNKNOWN_UNIT,
+    counter_evidence,
+    counter_room,
+    fits,
+    interval,
+    is_binary,
+    is_number,
+    steps,
+    time_format,
+    unit_for,
+    usable,
+    widen,
+)
 from workbench.profiles.load import NAME, is_metric_name
 from workbench.profiles.model import DeviceType, Mapping, Metric, Profiles
 from workbench.profiles.write import to_toml, toml_string
@@ -35,56 +49,10 @@ SEQ_NAMES = ("seq", "sequence", "seq_no", "seqno", "sequence_number", "n", "fcnt
 LAT_NAMES = ("lat", "latitude")
 LON_NAMES = ("lon", "lng", "long", "longitude")
 FIRMWARE_NAMES = ("firmware", "fw", "fw_version", "firmware_version", "sw_version", "version")
-NAIVE_FORMATS = (
-    "%Y-%m-%dT%H:%M:%S",
-    "%Y-%m-%dT%H:%M:%S.%f",
-    "%Y-%m-%d %H:%M:%S",
-    "%Y-%m-%d %H:%M:%S.%f",
-    "%Y-%m-%dT%H:%M",
-    "%Y-%m-%d %H:%M",
-    "%Y/%m/%d %H:%M:%S",
-    "%d/%m/%Y %H:%M:%S",
-    "%m/%d/%Y %H:%M:%S",
-    "%d.%m.%Y %H:%M:%S",
-    "%d/%m/%Y %H:%M",
-    "%m/%d/%Y %H:%M",
-    "%Y-%m-%d %H:%M:%S%z",
-)
-"""The time layouts tried on text without an RFC 3339 zone, in this order."""
-EPOCH_RANGE_S = (946_684_800, 4_102_444_800)
-"""Epoch seconds from 2000 to 2100: a time field's numbers in it are seconds, ×1000 ms."""
 MAX_TYPES = 50
 """A text field with more distinct values than this is not a device type."""
-MIN_COUNTER_PAIRS = 8
-"""Consecutive readings (over all devices) a metric must rise or stay level over to be a counter."""
 PLACEHOLDER_INTERVAL_S = 60.0
 """The interval proposed when no device of a type sent two readings in the sample."""
-UNKNOWN_UNIT = "?"
-"""A unit to fill in: ``profiles check`` accepts it, and every figure shows it until replaced."""
-UNIT_WORDS = {
-    "temperature": "°C",
-    "temp": "°C",
-    "humidity": "%",
-    "pct": "%",
-    "percent": "%",
-    "voltage": "V",
-    "current": "A",
-    "power": "W",
-    "energy": "kWh",
-    "kwh": "kWh",
-    "rpm": "rpm",
-    "frequency": "Hz",
-    "hz": "Hz",
-    "co2": "ppm",
-    "ppm": "ppm",
-    "pm25": "µg/m³",
-    "rssi": "dBm",
-    "dbm": "dBm",
-}
-"""A metric name's last word → the unit it very likely has (proposed as a guess)."""
-NO_FLOOR_UNITS = frozenset({"°C"})
-"""Units whose zero is no physical floor: a range in them may cross zero."""
-
 _ID_OK = re.compile(DEVICE_ID_PATTERN).fullmatch
 _FIRMWARE_OK = re.compile(FIRMWARE_PATTERN).fullmatch
 
@@ -104,13 +72,6 @@ class Proposal:
     def toml(self) -> str:
         """The proposed profile file, each guess marked in a comment above its line."""
         return to_toml(self.profiles, self.notes)
-
-
-@dataclass(frozen=True)
-class _Time:
-    format: str
-    seconds: list[float]
-    seen: str
 
 
 @dataclass
@@ -137,18 +98,6 @@ def _fields(readings: list[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(k for r in readings for k in r))
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _usable(value: float) -> bool:
-    """A number a range can be made around (JSON integers may have 400 digits)."""
-    try:
-        return abs(float(value)) < 1e300
-    except OverflowError:
-        return False
-
-
 def _name_rank(field: str, names: tuple[str, ...]) -> int:
     """Where ``field`` is among the usual ``names`` of a role (len(names): not among them)."""
     key = field.lower().replace("-", "_")
@@ -172,46 +121,9 @@ def _example(values: list[Any]) -> str:
     return _quoted(min(counts, key=lambda v: (-counts[v], str(v))))
 
 
-def _as_times(values: list[Any]) -> _Time | None:
-    """How every one of ``values`` reads as a time after 2000, or None: epoch seconds or
-    milliseconds (by magnitude), RFC 3339 with a zone, or the first of NAIVE_FORMATS that fits."""
-    low_s, high_s = EPOCH_RANGE_S
-    if all(_is_number(v) for v in values):
-        for fmt, scale, unit in (("epoch_s", 1, "seconds"), ("epoch_ms", 1000, "milliseconds")):
-            if low_s * scale <= min(values) and max(values) <= high_s * scale:
-                return _time(fmt, [v / scale for v in values], f"numbers: {unit} since 1970")
-        return None
-    if not all(isinstance(v, str) for v in values):
-        return None
-    try:
-        aware = [msgspec.convert(v, UtcTime) for v in values]
-    except msgspec.ValidationError:
-        pass
-    else:
-        return _time("iso8601", [t.timestamp() for t in aware], "RFC 3339 times with a zone")
-    for fmt in NAIVE_FORMATS:
-        try:
-            parsed = [datetime.strptime(v, fmt) for v in values]
-        except ValueError:
-            continue
-        stamps = [(t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp() for t in parsed]
-        if min(stamps) >= low_s:
-            return _time(fmt, stamps, f"text such as {_quoted(min(values))}")
-    return None
-
-
-def _time(fmt: str, seconds: list[float], what: str) -> _Time:
-    """A time reading, its note saying what the values were and the span they cover."""
-    first, last = (
-        datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        for t in (min(seconds), max(seconds))
-    )
-    zone = "" if fmt in ("iso8601", "epoch_s", "epoch_ms") or "%z" in fmt else " read as UTC"
-    return _Time(fmt, seconds, f"{what}; from {first} to {last} UTC{zone}")
-
-
-def _find_time(sample: _Sample) -> _Time:
-    found = {f: t for f in sample.in_all() if (t := _as_times([r[f] for r in sample.readings]))}
+def _find_time(sample: _Sample) -> tuple[str, list[float]]:
+    """The time field (a usual name first), its format and each reading's time (s)."""
+    found = {f: t for f in sample.in_all() if (t := time_format([r[f] for r in sample.readings]))}
     if not found:
         raise InferenceError(
             "no field holds a time in every reading (epoch seconds or milliseconds, RFC 3339, "
@@ -219,29 +131,29 @@ def _find_time(sample: _Sample) -> _Time:
             + ", ".join(_fields(sample.readings))
         )
     field = min(found, key=lambda f: _name_rank(f, TIME_NAMES))
-    time, path = found[field], "mapping.time_format"
+    fmt, seconds = found[field]
     sample.taken["ts"] = field
-    sample.notes[path].append(time.seen)
-    if "%" in time.format:
-        values = [r[field] for r in sample.readings]
-        others = [f for f in NAIVE_FORMATS if f != time.format and _fits(values, f)]
-        if others:
-            sample.notes[path].append(f"guess: these times also read as {', '.join(others)}")
-        if "%z" not in time.format:
-            sample.notes["mapping.time_zone"].append(
-                "guess: the times carry no zone, so UTC is assumed; set the devices' zone "
-                "(e.g. Europe/Paris)"
-            )
-    return time
-
-
-def _fits(values: list[str], fmt: str) -> bool:
-    try:
-        for value in values:
-            datetime.strptime(value, fmt)
-    except ValueError:
-        return False
-    return True
+    values = [r[field] for r in sample.readings]
+    first, last = (
+        datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        for t in (min(seconds), max(seconds))
+    )
+    written = {
+        "epoch_s": "numbers: seconds since 1970",
+        "epoch_ms": "numbers: milliseconds since 1970",
+        "iso8601": "RFC 3339 times with a zone",
+    }.get(fmt, f"text such as {_quoted(min(values))}")
+    naive = "%" in fmt and "%z" not in fmt
+    notes = sample.notes["mapping.time_format"]
+    notes.append(f"{written}; from {first} to {last} UTC{' (read as UTC)' if naive else ''}")
+    if "%" in fmt and (others := [f for f in NAIVE_FORMATS if f != fmt and fits(values, f)]):
+        notes.append(f"guess: these times also read as {', '.join(others)}")
+    if naive:
+        sample.notes["mapping.time_zone"].append(
+            "guess: the times carry no zone, so UTC is assumed; set the devices' zone "
+            "(e.g. Europe/Paris)"
+        )
+    return fmt, seconds
 
 
 def _find_id(sample: _Sample) -> list[str]:
@@ -322,11 +234,6 @@ def _series(
     return [[readings[i][field] for i in rows if field in readings[i]] for rows in devices.values()]
 
 
-def _steps(series: list[list[Any]]) -> list[Any]:
-    """The differences between consecutive values of each series."""
-    return [b - a for values in series for a, b in pairwise(values)]
-
-
 def _find_seq(sample: _Sample, devices: dict[str, list[int]]) -> None:
     """The sequence field: whole numbers that rise with every reading of each device, by 1 in
     the median step unless the field has a usual name."""
@@ -338,15 +245,15 @@ def _find_seq(sample: _Sample, devices: dict[str, list[int]]) -> None:
             isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SEQ for v in values
         ):
             continue
-        steps = _steps(_series(sample.readings, devices, field))
-        if not steps or min(steps) <= 0:
+        rises = steps(_series(sample.readings, devices, field))
+        if not rises or min(rises) <= 0:
             continue
         named = _name_rank(field, SEQ_NAMES) < len(SEQ_NAMES)
-        if named or statistics.median(steps) == 1:
+        if named or statistics.median(rises) == 1:
             sample.taken["seq"] = field
             sample.notes["mapping.seq"].append(
-                f"rises with every reading of a device, by {_num(statistics.median(steps))} "
-                f"in the median over {len(steps):,} steps"
+                f"rises with every reading of a device, by {_num(statistics.median(rises))} "
+                f"in the median over {len(rises):,} steps"
             )
             return
 
@@ -359,8 +266,8 @@ def _find_location_and_firmware(sample: _Sample) -> None:
                 return field
         return None
 
-    lat = first(LAT_NAMES, lambda v: _is_number(v) and -90 <= v <= 90)
-    lon = first(LON_NAMES, lambda v: _is_number(v) and -180 <= v <= 180)
+    lat = first(LAT_NAMES, lambda v: is_number(v) and -90 <= v <= 90)
+    lon = first(LON_NAMES, lambda v: is_number(v) and -180 <= v <= 180)
     if lat and lon:
         sample.taken.update(lat=lat, lon=lon)
         sample.notes["mapping.lat"].append("degrees: every value within −90…90 and −180…180")
@@ -373,66 +280,11 @@ def _find_location_and_firmware(sample: _Sample) -> None:
         sample.notes["mapping.firmware"].append(f"versions, e.g. {_example(versions)}")
 
 
-def widen(low: float, high: float, zero_is_a_floor: bool = True) -> tuple[float, float]:
-    """A guessed physical range around the observed ``low``–``high``.
-
-    Each side moves out by the larger of the observed spread and the largest magnitude seen, so
-    a value twice the highest seen still passes (an anomaly should raise an alert, not be refused
-    as a broken reading); then out to a round number (a step of half a power of ten below the
-    width). Data that never went below zero gets 0 as its minimum (a stopped pump reads 0), data
-    that never went above zero gets 0 as its maximum: the range never crosses zero for them,
-    unless zero is no floor for the quantity (``zero_is_a_floor=False``: °C).
-    """
-    margin = max(high - low, abs(low), abs(high)) or 1.0
-    if not zero_is_a_floor:
-        lo, hi = low - margin, high + margin
-    else:
-        lo = 0.0 if low >= 0 else low - margin
-        hi = high + margin if high > 0 or low >= 0 else 0.0
-    exponent = math.floor(math.log10(hi - lo))
-    step, digits = 5 * 10.0 ** (exponent - 1), max(0, 1 - exponent)
-    steps = round(lo / step, 6), round(hi / step, 6)  # 0.55 / 0.05 is 11.000000000000002
-    return (
-        round(math.floor(steps[0]) * step, digits) + 0.0,
-        round(math.ceil(steps[1]) * step, digits) + 0.0,
-    )
-
-
-def counter_room(high: float) -> float:
-    """The proposed maximum of a counter: room to grow, a thousand times the highest value seen
-    rounded up to a power of ten, and at least 10⁹."""
-    return max(1e9, 10.0 ** (math.ceil(math.log10(max(high, 1.0))) + 3))
-
-
-def rises_only(series: list[list[float]]) -> tuple[int, int] | None:
-    """(consecutive pairs, rises) over every device's series, or None if any value fell."""
-    steps = _steps(series)
-    if any(step < 0 for step in steps):
-        return None
-    return len(steps), sum(step > 0 for step in steps)
-
-
-def is_binary(values: list[Any]) -> bool:
-    """true/false, or the whole numbers 0 and 1 (both seen), or a mix of those."""
-    if not all(isinstance(v, bool) or (isinstance(v, int) and v in (0, 1)) for v in values):
-        return False
-    return any(isinstance(v, bool) for v in values) or len(set(values)) == 2
-
-
-def interval(gaps: list[float]) -> float:
-    """The median gap, rounded to two significant digits (9.98 s → 10 s, 61.3 s → 61 s)."""
-    return float(f"{statistics.median(gaps):.2g}")
-
-
-def _unit(name: str) -> str:
-    return UNIT_WORDS.get(name.rsplit("_", 1)[-1], UNKNOWN_UNIT)
-
-
 def _kind(value: object) -> str:
     """What a JSON value is, in a note's words."""
     if isinstance(value, bool):
         return "true/false"
-    if _is_number(value):
+    if is_number(value):
         return "number"
     return {str: "text", dict: "an object", list: "a list"}.get(type(value), "null")
 
@@ -451,7 +303,7 @@ def _why_not_a_metric(field: str, values: list[Any], total: int) -> str | None:
             "not a name a metric may have (1–32 lower-case letters, digits and _, "
             "not a reading's own field)"
         )
-    if not all(_usable(v) for v in values):
+    if not all(usable(v) for v in values):
         return "holds numbers too large to use"
     return None
 
@@ -467,10 +319,10 @@ def _metric(
         notes += [f"{seen}: only {states}", "fill in the unit: name the states, e.g. closed/open"]
         return Metric(field, UNKNOWN_UNIT, 0.0, 1.0, "binary")
     low, high = min(values), max(values)
-    unit = _unit(field)
+    unit = unit_for(field)
     observed = f"observed {_num(low)}–{_num(high)}{'' if unit == UNKNOWN_UNIT else ' ' + unit}"
-    rises = rises_only(series)
-    if rises is not None and rises[1] > 0 and rises[0] >= MIN_COUNTER_PAIRS:
+    rises = counter_evidence(series)
+    if rises is not None:
         lo, hi = widen(low, high)[0], counter_room(high)
         notes.append(
             f"{seen}: {observed}; a counter: it never fell over {rises[0]:,} consecutive "
@@ -509,7 +361,7 @@ def _device_type(
             "one, so the validator will refuse them"
         )
         return None
-    gaps = [g for g in _steps([[seconds[i] for i in idx] for idx in mine.values()]) if g > 0]
+    gaps = [g for g in steps([[seconds[i] for i in idx] for idx in mine.values()]) if g > 0]
     notes = sample.notes[f"{path}.interval_s"]
     if gaps:
         every = interval(gaps)
@@ -542,10 +394,10 @@ def infer_profiles(
     if not readings:
         raise InferenceError(f"no JSON object among the {len(samples):,} records of {topic}")
     sample = _Sample(readings, defaultdict(list), {})
-    time = _find_time(sample)
+    fmt, seconds = _find_time(sample)
     ids = _find_id(sample)
     type_field = _find_type(sample, ids)
-    devices = _by_device(ids, time.seconds)
+    devices = _by_device(ids, seconds)
     _find_seq(sample, devices)
     _find_location_and_firmware(sample)
     if keys is not None:
@@ -561,7 +413,7 @@ def infer_profiles(
     types = [
         t
         for name in sorted(groups)
-        if (t := _device_type(name, groups[name], sample, devices, time.seconds))
+        if (t := _device_type(name, groups[name], sample, devices, seconds))
     ]
     if not types:
         raise InferenceError(f"no reading of {topic} has a numeric field to declare as a metric")
@@ -580,7 +432,7 @@ def infer_profiles(
     mapping = Mapping(
         device_id=sample.taken["device_id"],
         time=sample.taken["ts"],
-        time_format=time.format,
+        time_format=fmt,
         type_field=type_field,
         fixed_type=None if type_field else types[0].name,
         fields={k: optional[k] for k in ("seq", "lat", "lon", "firmware") if k in optional},
