@@ -47,7 +47,7 @@ SMALL: dict[str, str] = {
     "bench fuzz": "--count 500",
     "eval simulator": "--devices 10 --rate 20 --duration 60",
     "eval nab": "",  # data and out are made per run
-    "profiles": f"check {Path(profiles.__file__).with_name('default.toml')}",
+    "profiles check": f"{Path(profiles.__file__).with_name('default.toml')}",
 }
 """The smallest run of each command that has ``--json``."""
 

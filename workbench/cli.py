@@ -354,7 +354,7 @@ def cmd_bench_detect(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_profiles(args: argparse.Namespace) -> int:
+def cmd_profiles_check(args: argparse.Namespace) -> int:
     """workbench profiles check FILE: every problem of a profile file, with its line."""
     from workbench.profiles.load import ProfileError, load_profiles
 
@@ -384,19 +384,49 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profiles_infer(args: argparse.Namespace) -> int:
+    """workbench profiles infer --topic T: sample a topic, propose a profile file to review."""
+    import time
+
+    from workbench.broker import local_broker_for
+    from workbench.profiles.infer import infer_profiles, sample_topic
+
+    if args.out is not None and args.out.exists():
+        raise ValueError(
+            f"--out {args.out} exists (it may hold your edits): remove it or pick another"
+        )
+    settings = _settings(args)
+    with local_broker_for(settings, progress=_progress):
+        started = time.monotonic()
+        samples, keys = sample_topic(settings, args.topic, args.samples)
+        took = time.monotonic() - started
+    _progress(f"sampled {len(samples):,} readings from {args.topic} in {took:.1f} s")
+    proposal = infer_profiles(samples, args.topic, keys)
+    if args.out is None:
+        sys.stdout.write(proposal.toml())
+        return 0
+    args.out.write_text(proposal.toml(), encoding="utf-8")
+    types = ", ".join(f"{t.name} ({len(t.metrics)} metric(s))" for t in proposal.profiles.types)
+    _progress(
+        f"wrote {args.out}: {types}; review its guesses, then: workbench profiles check {args.out}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+    cluster = argparse.ArgumentParser(add_help=False)
+    cluster.add_argument(
         "--bootstrap-servers",
         metavar="HOST:PORT[,…]",
         help="use this Kafka cluster instead of the local broker (env KAFKA_BOOTSTRAP_SERVERS)",
     )
-    common.add_argument(
+    cluster.add_argument(
         "--client",
         choices=BACKENDS,
         help="Kafka client backend (env WORKBENCH_KAFKA_CLIENT; default kafka-python)",
     )
+    common = argparse.ArgumentParser(add_help=False, parents=[cluster])
     common.add_argument(
         "--profiles",
         type=Path,
@@ -491,11 +521,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", default="workbench-serve", help="consumer group (%(default)s)")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("profiles", help="check device profile files")
-    p.add_argument("action", choices=("check",))
-    p.add_argument("file", type=Path, help="the profile file (TOML)")
-    p.add_argument("--json", action="store_true", help="the checked profiles as JSON")
-    p.set_defaults(func=cmd_profiles)
+    p = sub.add_parser("profiles", help="check device profile files, or draft one from a topic")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser("check", help="every problem of a profile file, with its line")
+    a.add_argument("file", type=Path, help="the profile file (TOML)")
+    a.add_argument("--json", action="store_true", help="the checked profiles as JSON")
+    a.set_defaults(func=cmd_profiles_check)
+    a = actions.add_parser("infer", parents=[cluster], help="propose profiles from a topic")
+    a.add_argument("--topic", required=True, help="the topic the fleet's readings are on")
+    a.add_argument(
+        "--samples",
+        type=_positive(int, "whole number"),
+        default=10_000,
+        metavar="N",
+        help="latest records to read (default 10,000)",
+    )
+    a.add_argument(
+        "--out", type=Path, metavar="FILE", help="write the proposal here (default: stdout)"
+    )
+    a.set_defaults(func=cmd_profiles_infer)
 
     p = sub.add_parser("token", help="create, list or revoke API tokens")
     p.add_argument("action", choices=("create", "list", "revoke"))

@@ -1,2 +1,3 @@
 """Device profiles: a fleet's device types, their metrics and their wire format, declared in TOML
-(``load``), as data (``model``)."""
+(``load``, ``write``), as data (``model``), compiled for the validator (``compile``), and proposed
+from a topic's readings (``infer``, by the rules in ``guess``)."""

@@ -51,6 +51,11 @@ DEFAULT_FILE = "default.toml"
 """The simulator's four device types, shipped with the package."""
 
 
+def is_metric_name(name: str) -> bool:
+    """Whether a metric may be called ``name`` (it is also the reading's JSON field)."""
+    return bool(NAME.fullmatch(name)) and name not in RESERVED and not keyword.iskeyword(name)
+
+
 class ProfileError(ValueError):
     """A profile file that cannot be used; ``problems`` lists every ``file:line: what`` found."""
 
@@ -178,7 +183,7 @@ def _metric(check: _Checker, path: str, name: str, raw: dict[str, Any]) -> Metri
         raw,
         ("unit", "min", "max", "kind", "criticality", "description", "direction", "resolution"),
     )
-    if not NAME.fullmatch(name) or name in RESERVED or keyword.iskeyword(name):
+    if not is_metric_name(name):
         check.problem(
             path,
             f"metric name {name!r}: use 1–32 lower-case letters, digits and _, starting with a "
