@@ -6,7 +6,10 @@ to deviate from, so it is judged by its *rate*: what it advanced since the devic
 reading, per hour. The usual rate is learned per device and metric (an exponential average that
 a surge can only pull up slowly); a rate at least ``factor`` times it for ``min_readings``
 readings in a row is a surge. Any move against the counter's direction by more than its
-resolution is a reset.
+resolution is a reset. The resolution is the profile's, or else the register's least count as
+seen (its smallest advance so far): a range of 0–10⁹ says nothing about a register's steps. The
+usual rate is never taken below one resolution per declared interval, so a register that idled
+is not in a "surge" the moment it moves.
 
 >>> from datetime import UTC, datetime, timedelta
 >>> from workbench.schema import SmartMeter
@@ -40,12 +43,13 @@ RESET_RATIO = 4.0
 """A reset scores as a rate this many times past the surge factor: it is never ordinary."""
 
 
-def _sign_and_step(device_type: str) -> tuple[np.ndarray, np.ndarray]:
-    """+1 for counters that rise and −1 for those that fall; their resolutions."""
+def _sign_and_resolution(device_type: str) -> tuple[np.ndarray, np.ndarray]:
+    """+1 for counters that rise and −1 for those that fall; their declared resolutions (NaN:
+    not declared)."""
     kind = active().profiles.type(device_type)
     metrics = [kind.metric(name) for name in COUNTERS[device_type]]
     sign = np.array([1.0 if m.direction == "rises" else -1.0 for m in metrics])
-    return sign, np.array([m.step for m in metrics])
+    return sign, np.array([m.resolution or np.nan for m in metrics])
 
 
 class CounterDetector(Detector):
@@ -86,6 +90,7 @@ class CounterDetector(Detector):
             "last": ((m,), np.nan, np.float64),
             "ts": ((), np.nan, np.float64),
             "rate": ((m,), np.nan, np.float64),
+            "quantum": ((m,), np.nan, np.float64),
             "run": ((m,), 0, np.int64),
             "n": ((), 0, np.int64),
         }
@@ -93,15 +98,18 @@ class CounterDetector(Detector):
     def _round(
         self, table: DeviceTable, rows: np.ndarray, cols: Columns, sel: np.ndarray, learn: bool
     ) -> Scores:
-        sign, step = _sign_and_step(cols.device_type)
+        sign, declared = _sign_and_resolution(cols.device_type)
         x = cols.values[sel][:, cols.metric_columns(COUNTERS[cols.device_type])]
         ts, last, n = cols.ts[sel], table["last"][rows], table["n"][rows]
         hours = np.maximum(ts - table["ts"][rows], 1e-3)[:, None] / 3600.0
         advance = sign * (x - last)  # NaN on a device's first reading
         rate = advance / hours
+        quantum = table["quantum"][rows]
+        step = np.where(np.isnan(declared), quantum, declared)  # NaN until a first advance
         floor = step / (active().profiles.type(cols.device_type).interval_s / 3600.0)
-        usual = np.maximum(np.nan_to_num(table["rate"][rows], nan=np.inf), floor)
-        reset = np.nan_to_num(advance < -step, nan=0.0).astype(bool)
+        usual = np.fmax(np.nan_to_num(table["rate"][rows], nan=np.inf), floor)
+        usual = np.where(np.isnan(step), np.inf, usual)  # no step known yet: nothing is a surge
+        reset = np.nan_to_num(advance < -np.nan_to_num(step), nan=0.0).astype(bool)
         fast = np.nan_to_num(rate >= self.factor * usual, nan=0.0).astype(bool)
         run = np.where(fast, table["run"][rows] + 1, 0)
         surging = (run >= self.min_readings) & (n >= self.min_history)[:, None]
@@ -117,6 +125,8 @@ class CounterDetector(Detector):
             kept = np.where(n[:, None] >= self.min_history, np.minimum(rate, 1.5 * usual), rate)
             new = np.where(np.isnan(previous), kept, previous + alpha * (kept - previous))
             table["rate"][rows] = np.where(ok, new, previous)
+            moved = np.nan_to_num(advance, nan=0.0) > 0
+            table["quantum"][rows] = np.where(moved, np.fmin(quantum, advance), quantum)
             table["run"][rows] = run
             table["last"][rows] = x
             table["ts"][rows] = ts

@@ -199,10 +199,10 @@ class EnsembleDetector(ParamsMixin):
         findings = _run(enabled, batches, limit, learn)
         if pending is not None:
             findings += pending.result()
-        best: dict[tuple[str, int, str | None], Finding] = {}
-        top: dict[tuple[str, int, str | None], float] = {}
+        best: dict[tuple[str, datetime, int | None, str | None], Finding] = {}
+        top: dict[tuple[str, datetime, int | None, str | None], float] = {}
         for f in findings:
-            key = (f.device_id, f.seq, f.metric)
+            key = (f.device_id, f.ts, f.seq, f.metric)  # one reading (its seq may be None)
             held = best.get(key)
             if held is None:
                 best[key], top[key] = f, f.score

@@ -18,16 +18,12 @@ from workbench.models.detector import (
     pick,
 )
 from workbench.models.state import DeviceTable, Field
+from workbench.profiles.active import active
 
-SCALE_FLOOR: dict[str, float] = {
-    "temperature": 0.03,
-    "humidity": 0.15,
-    "power": 2.0,
-    "co2": 2.0,
-    "pm25": 0.15,
-}
-"""Smallest spread assumed per metric (a little above reporting resolution), so a quiet sensor
-whose window happens to be nearly constant does not turn rounding into huge z-scores."""
+SCALE_FLOOR = 1.5
+"""Smallest spread assumed, in resolutions of the metric (a little above reporting resolution),
+so a quiet sensor whose window happens to be nearly constant does not turn rounding into huge
+z-scores."""
 RELATIVE_FLOOR = 0.005
 """…and at least this fraction of the level (power ranges over watts to kilowatts)."""
 MAD_TO_SIGMA = 1.4826
@@ -45,7 +41,8 @@ PRIOR_READY = 3
 
 def scale_floor(device_type: str) -> np.ndarray:
     """The minimal spread of each scored metric of a device type."""
-    return np.array([SCALE_FLOOR[m] for m in SIGNALS[device_type]])
+    kind = active().profiles.type(device_type)
+    return np.array([SCALE_FLOOR * kind.metric(m).step for m in SIGNALS[device_type]])
 
 
 class RobustZDetector(Detector):

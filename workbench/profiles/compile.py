@@ -75,12 +75,15 @@ def _time_converter(mapping: Mapping) -> Callable[[Any], None] | None:
         scale = 1.0 if mapping.time_format == "epoch_s" else 1000.0
 
         def from_epoch(self: Any) -> None:
-            self.ts = datetime.fromtimestamp(self.ts / scale, UTC)
+            if not isinstance(self.ts, datetime):  # made in Python: already a datetime
+                self.ts = datetime.fromtimestamp(self.ts / scale, UTC)
 
         return from_epoch
     zone, fmt, wire = ZoneInfo(mapping.time_zone), mapping.time_format, mapping.time
 
     def from_local(self: Any) -> None:
+        if isinstance(self.ts, datetime):  # made in Python: already a datetime
+            return
         try:
             local = datetime.strptime(self.ts, fmt)
         except ValueError:

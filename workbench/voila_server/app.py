@@ -137,9 +137,9 @@ class WorkbenchVoila(Voila):
             self.log.warning("could not check for revoked tokens: %s", exc)
             revoked = set()
         for kernel_id in owners.owned_by(revoked):
+            self.log.info("token revoked: shutting down its kernel %s", kernel_id)
             for socket in owners.sockets(kernel_id):
                 socket.close(1008, "token revoked")
-            self.log.info("token revoked: shutting down its kernel %s", kernel_id)
             await self._shutdown(kernel_id)
         for kernel_id in owners.abandoned():
             self.log.info(
