@@ -370,6 +370,19 @@ def cmd_eval_simulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_labelled(args: argparse.Namespace) -> int:
+    """workbench eval labelled: the live detection stage on labelled recordings, scored."""
+    from workbench.broker import local_broker_for
+    from workbench.evaluation.labelled import main as labelled_main
+
+    form = _recording_format(args)
+    if not args.through_kafka:
+        return labelled_main(args.data, form, args.label_column, args.out, None, args.json)
+    settings = _settings(args)
+    with local_broker_for(settings, progress=(lambda _m: None) if args.json else _progress):
+        return labelled_main(args.data, form, args.label_column, args.out, settings, args.json)
+
+
 def cmd_lab(args: argparse.Namespace) -> int:
     """workbench lab: JupyterLab on the notebooks, kernels on the workbench's cluster."""
     from workbench.lab import run_lab
@@ -652,6 +665,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--labels", type=Path, help="default: DIR/../labels/combined_windows.json")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=cmd_eval_nab)
+    e = evals.add_parser(
+        "labelled",
+        parents=[common, recording],
+        help="the live detection on labelled recordings: point-wise and event-level figures",
+    )
+    e.add_argument("--data", type=Path, required=True, help="a directory of recordings (or one)")
+    e.add_argument("--time-column", required=True, help="the column of each row's time")
+    e.add_argument("--label-column", required=True, help="the column of each row's label (0/1)")
+    e.add_argument("--out", type=Path, required=True, help="where the per-row predictions go")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument(
+        "--through-kafka",
+        action="store_true",
+        help="rows through a real topic and the live source (the local broker unless configured)",
+    )
+    e.set_defaults(func=cmd_eval_labelled)
     return parser
 
 

@@ -62,7 +62,11 @@ class Converted:
 
 
 class RowProblem(ValueError):
-    """Why a row cannot be a reading (with where it is)."""
+    """Why a row cannot be a reading (the message says where it is)."""
+
+    def __init__(self, row: Row, reason: str) -> None:
+        super().__init__(f"{row.where}: {reason}")
+        self.row = row
 
 
 def _text(value: Any) -> str | None:
@@ -116,11 +120,11 @@ class RowConverter:
         """The row as a reading of ``device_id`` (None: the row's device column says);
         RowProblem saying why not."""
         if row.fields is None:
-            raise RowProblem(f"{row.where}: {row.problem}")
+            raise RowProblem(row, row.problem or "unreadable")
         try:
             return self._convert(row, device_id)
         except ValueError as exc:
-            raise RowProblem(f"{row.where}: {exc}") from None
+            raise RowProblem(row, str(exc)) from None
 
     def _convert(self, row: Row, device_id: str | None) -> Converted:
         fields = row.fields or {}
