@@ -1,9 +1,9 @@
 """A recording's times read, and written as a profile's wire format wants them.
 
-A recording's time column is read with the profile's own rule first (epoch seconds or
-milliseconds, or its ``strftime`` format in its zone), then by recognising ISO 8601 or an epoch
-number (milliseconds from 10¹¹ on, so any time after 1973 is told apart from seconds). Times
-without a zone are in the profile's ``time_zone`` (UTC unless it says otherwise).
+A recording's time column is read with the profile's ``strftime`` format first (when it declares
+one), else recognised: an epoch number (milliseconds from 10¹¹ on, seconds below, so a recording
+in seconds replays to a fleet that sends milliseconds: every time from 1973 to 5138 is told apart)
+or ISO 8601. Times without a zone are in the profile's ``time_zone`` (UTC unless it says so).
 """
 
 from __future__ import annotations
@@ -46,9 +46,7 @@ def parse_time(value: Any, mapping: Mapping) -> datetime:
     if number is not None:
         if not math.isfinite(number):
             raise ValueError(f"time {text!r} is not finite")
-        scale = {"epoch_s": 1.0, "epoch_ms": 1000.0}.get(fmt)
-        if scale is None:
-            scale = 1000.0 if abs(number) >= EPOCH_MS_FROM else 1.0
+        scale = 1000.0 if abs(number) >= EPOCH_MS_FROM else 1.0
         try:
             return datetime.fromtimestamp(number / scale, UTC)
         except (OverflowError, OSError, ValueError):
