@@ -13,7 +13,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -97,14 +97,7 @@ def replay_recording(
         delivered = settle(producer, topic, pacer, progress)
     finally:
         producer.close(timeout_s=0)
-    stats = ReplayStats(
-        sent=delivered.sent,
-        delivered=delivered.delivered,
-        failed=delivered.failed,
-        elapsed_s=delivered.elapsed_s,
-        skipped=skipped.count,
-        skipped_reasons=skipped.reasons,
-    )
+    stats = ReplayStats(**asdict(delivered), skipped=skipped.count, skipped_reasons=skipped.reasons)
     if progress is not None:
         for line in skipped.lines():
             progress(line)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 from workbench.config import TOPIC_READINGS, TOPIC_TRUTH, Settings
@@ -105,12 +105,7 @@ def run_simulator(
     finally:
         producer.close(timeout_s=0)
     stats = SimulatorStats(
-        sent=readings.sent,
-        delivered=readings.delivered,
-        failed=readings.failed,
-        elapsed_s=readings.elapsed_s,
-        anomalies=published,
-        truth_undelivered=truth.sent - truth.delivered,
+        **asdict(readings), anomalies=published, truth_undelivered=truth.sent - truth.delivered
     )
     if progress is not None:
         stopped = interrupted or pacer.stop_requested()
