@@ -32,7 +32,7 @@ from typing import Any
 
 from workbench.alerts.model import Alert
 from workbench.config import Settings
-from workbench.evaluation.labelled_score import LabelledFile, event_scores, pointwise
+from workbench.evaluation.labelled_score import LabelledFile, event_scores, figures
 from workbench.explore.recent import Record, decode_readings
 from workbench.models.base import Finding
 from workbench.profiles.active import active
@@ -179,10 +179,6 @@ def _write(
             writer.writerow([stamp, "" if score is None else f"{score:.6f}", pred])
 
 
-def _pct(value: float | None) -> float | None:
-    return None if value is None else round(100.0 * value, 3)
-
-
 def evaluate_labelled(
     data_dir: Path,
     form: RecordingFormat,
@@ -252,9 +248,6 @@ def evaluate_labelled(
             "found_events": events.found,
         }
     rows = sum(len(f.rows) for f in loaded)
-    points = pointwise(labelled)
-    events = event_scores(labelled)
-    delays = events.delay_percentiles()
     return {
         "data_dir": str(data_dir),
         "out_dir": str(out_dir),
@@ -267,34 +260,7 @@ def evaluate_labelled(
         "detection_seconds": round(seconds, 3),
         "detection_rows_per_s": round(rows / seconds, 1) if seconds > 0 else None,
         "through_kafka": kafka,
-        "pointwise": {
-            "rows": rows,
-            "labelled_rows": points.true_positive + points.false_negative,
-            "predicted_rows": points.true_positive + points.false_positive,
-            "true_positive_rows": points.true_positive,
-            "false_positive_rows": points.false_positive,
-            "false_negative_rows": points.false_negative,
-            "true_negative_rows": points.true_negative,
-            "precision_pct": _pct(points.precision),
-            "recall_pct": _pct(points.recall),
-            "f1_pct": _pct(points.f1),
-            "false_alarm_rate_pct": _pct(points.false_alarm_rate),
-            "missed_alarm_rate_pct": _pct(points.missed_alarm_rate),
-        },
-        "events": {
-            "labelled_events": events.overall.truths,
-            "found_events": events.overall.found,
-            "predicted_events": events.overall.alerts,
-            "true_predicted_events": events.overall.true_alerts,
-            "precision_pct": _pct(events.overall.precision if events.overall.alerts else None),
-            "recall_pct": _pct(events.overall.recall if events.overall.truths else None),
-            "f1_pct": _pct(
-                events.overall.f1 if events.overall.truths and events.overall.alerts else None
-            ),
-            "delay_median_s": delays["median_s"],
-            "delay_p95_s": delays["p95_s"],
-            "delay_max_s": max(events.delays_s) if events.delays_s else None,
-        },
+        **figures(labelled),
         "per_file": per_file,
     }
 

@@ -4,7 +4,8 @@ Point-wise every row counts once: precision, recall, F1, the false-alarm rate (n
 predicted) and the missed-alarm rate (labelled rows not predicted). An *event* is a maximal run of
 label 1 in one file; it is found when some predicted row overlaps it, with a delay from its first
 row to the first predicted row inside it (0 s when a prediction was already up). A *predicted
-event* is a maximal run of predicted rows; it is true when it overlaps an event.
+event* is a maximal run of predicted rows; it is true when it overlaps an event. :func:`figures`
+gives them all in one dict, units in the names.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from workbench.evaluation.events import EventScores, KindScore
 
@@ -115,3 +117,43 @@ def event_scores(files: Sequence[LabelledFile]) -> EventScores:
             true_predicted += any(f.labels[first : last + 1])
     overall = KindScore(truths=events, found=found, alerts=predicted, true_alerts=true_predicted)
     return EventScores(by_kind={}, overall=overall, delays_s=delays)
+
+
+def _pct(value: float | None) -> float | None:
+    return None if value is None else round(100.0 * value, 3)
+
+
+def figures(labelled: Sequence[LabelledFile]) -> dict[str, dict[str, Any]]:
+    """The point-wise and event-level figures, units in their names."""
+    points = pointwise(labelled)
+    events = event_scores(labelled)
+    e = events.overall
+    delays = events.delay_percentiles()
+    return {
+        "pointwise": {
+            "rows": sum(len(f.labels) for f in labelled),
+            "labelled_rows": points.true_positive + points.false_negative,
+            "predicted_rows": points.true_positive + points.false_positive,
+            "true_positive_rows": points.true_positive,
+            "false_positive_rows": points.false_positive,
+            "false_negative_rows": points.false_negative,
+            "true_negative_rows": points.true_negative,
+            "precision_pct": _pct(points.precision),
+            "recall_pct": _pct(points.recall),
+            "f1_pct": _pct(points.f1),
+            "false_alarm_rate_pct": _pct(points.false_alarm_rate),
+            "missed_alarm_rate_pct": _pct(points.missed_alarm_rate),
+        },
+        "events": {
+            "labelled_events": e.truths,
+            "found_events": e.found,
+            "predicted_events": e.alerts,
+            "true_predicted_events": e.true_alerts,
+            "precision_pct": _pct(e.precision if e.alerts else None),
+            "recall_pct": _pct(e.recall if e.truths else None),
+            "f1_pct": _pct(e.f1 if e.truths and e.alerts else None),
+            "delay_median_s": delays["median_s"],
+            "delay_p95_s": delays["p95_s"],
+            "delay_max_s": max(events.delays_s) if events.delays_s else None,
+        },
+    }
