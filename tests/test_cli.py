@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_eval_labelled import write_env_recording
 from tests.test_nab import write_corpus
 from workbench import __version__, profiles
 from workbench.cli import build_parser, main
@@ -48,6 +49,7 @@ SMALL: dict[str, str] = {
     "eval simulator": "--devices 10 --rate 20 --duration 60",
     "eval nab": "",  # data and out are made per run
     "profiles check": f"{Path(profiles.__file__).with_name('default.toml')}",
+    "eval labelled": "--type env_sensor --time-column ts --label-column label",  # data, out too
 }
 """The smallest run of each command that has ``--json``."""
 
@@ -91,6 +93,9 @@ def test_every_json_form_prints_one_json_object(
     args = [*words.split(), *SMALL[words].split(), "--json"]
     if words == "eval nab":
         args += ["--data", str(write_corpus(tmp_path)), "--out", str(tmp_path / "scores")]
+    if words == "eval labelled":
+        data = write_env_recording(tmp_path / "recording")
+        args += ["--data", str(data), "--out", str(tmp_path / "predictions")]
     code = main(args)
     figures = json.loads(capsys.readouterr().out)
     assert code == 0, figures

@@ -5,18 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench import __version__
-from workbench.config import BACKENDS, ConfigError, Settings
+from workbench.config import BACKENDS, TOPIC_READINGS, ConfigError, Settings
 from workbench.security.tokens import ROLES
 from workbench.stopping import stop_signals
 from workbench.store.db import NotFound
 from workbench.streams.clientlog import summarise_client_logs
 from workbench.voila import DEFAULT_PORT as DEFAULT_DASHBOARD_PORT
 from workbench.voila import DashboardError
+
+if TYPE_CHECKING:  # imported by the commands, once --profiles has been applied
+    from workbench.recordings.convert import RecordingFormat
 
 
 def _positive(kind: type, what: str) -> Callable[[str], float]:
@@ -119,6 +124,34 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             **({} if args.anomaly_rate is None else {"anomaly_rate": args.anomaly_rate}),
         )
     return 0 if not stats.undelivered else 1
+
+
+def _delimiter(text: str) -> str:
+    delimiter = "\t" if text in ("tab", "\\t") else text
+    if len(delimiter) != 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give one character (or tab)")
+    return delimiter
+
+
+def _recording_format(args: argparse.Namespace) -> RecordingFormat:
+    from workbench.profiles.active import active
+    from workbench.recordings.convert import RecordingFormat
+
+    profiles = active().profiles
+    time_column = args.time_column or profiles.mapping.time
+    device_column = getattr(args, "device_column", None)
+    return RecordingFormat(profiles, args.type, time_column, device_column, args.delimiter)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """workbench replay PATH: publish a recording with its own times until done or Ctrl-C."""
+    from workbench.recordings.publish import main as replay_main
+
+    speed = math.inf if args.as_fast_as_possible else args.speed
+    form = _recording_format(args)
+    return replay_main(
+        _settings(args), args.path, form, speed, args.shift_to_now, args.topic, _progress
+    )
 
 
 def cmd_consume(args: argparse.Namespace) -> int:
@@ -337,6 +370,19 @@ def cmd_eval_simulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_labelled(args: argparse.Namespace) -> int:
+    """workbench eval labelled: the live detection stage on labelled recordings, scored."""
+    from workbench.broker import local_broker_for
+    from workbench.evaluation.labelled import main as labelled_main
+
+    form = _recording_format(args)
+    if not args.through_kafka:
+        return labelled_main(args.data, form, args.label_column, args.out, None, args.json)
+    settings = _settings(args)
+    with local_broker_for(settings, progress=(lambda _m: None) if args.json else _progress):
+        return labelled_main(args.data, form, args.label_column, args.out, settings, args.json)
+
+
 def cmd_lab(args: argparse.Namespace) -> int:
     """workbench lab: JupyterLab on the notebooks, kernels on the workbench's cluster."""
     from workbench.lab import run_lab
@@ -473,6 +519,34 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--duration", type=_positive(float, "number"), help="seconds to run")
     stop.add_argument("--count", type=_positive(int, "whole number"), help="readings to send")
     p.set_defaults(func=cmd_simulate)
+
+    recording = argparse.ArgumentParser(add_help=False)
+    recording.add_argument(
+        "--type", required=True, help="the device type (of the profiles) every row is a reading of"
+    )
+    recording.add_argument(
+        "--delimiter", type=_delimiter, default=",", help="CSV column separator (default ,)"
+    )
+
+    p = sub.add_parser(
+        "replay", parents=[common, recording], help="publish a recording with its own times"
+    )
+    p.add_argument("path", type=Path, help="a CSV or JSON-lines file, or a directory of them")
+    p.add_argument(
+        "--time-column", help="the column of each row's time (default: the profile's time field)"
+    )
+    p.add_argument("--device-column", help="the column of the device id (default: file name)")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument(
+        "--speed",
+        type=_positive(float, "number"),
+        default=1.0,
+        help="recording seconds per second (default 1: the recording's own pace)",
+    )
+    pace.add_argument("--as-fast-as-possible", action="store_true", help="no pacing")
+    p.add_argument("--shift-to-now", action="store_true", help="move the times: first row is now")
+    p.add_argument("--topic", default=TOPIC_READINGS, help="(default %(default)s)")
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("consume", parents=[common], help="run the pipeline, show live figures")
     p.add_argument("--group", default="workbench-cli", help="consumer group (default %(default)s)")
@@ -635,6 +709,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--labels", type=Path, help="default: DIR/../labels/combined_windows.json")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=cmd_eval_nab)
+    e = evals.add_parser(
+        "labelled",
+        parents=[common, recording],
+        help="the live detection on labelled recordings: point-wise and event-level figures",
+    )
+    e.add_argument("--data", type=Path, required=True, help="a directory of recordings (or one)")
+    e.add_argument("--time-column", required=True, help="the column of each row's time")
+    e.add_argument("--label-column", required=True, help="the column of each row's label (0/1)")
+    e.add_argument("--out", type=Path, required=True, help="where the per-row predictions go")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument(
+        "--through-kafka",
+        action="store_true",
+        help="rows through a real topic and the live source (the local broker unless configured)",
+    )
+    e.set_defaults(func=cmd_eval_labelled)
     return parser
 
 

@@ -18,10 +18,9 @@ from pathlib import Path
 from workbench.alerts.publish import AlertPublisher
 from workbench.broker import local_broker_for
 from workbench.config import Settings
-from workbench.models.ensemble import EnsembleDetector
 from workbench.stopping import stop_signals
 from workbench.streams.clients import make_producer
-from workbench.streams.detect import DetectionStage
+from workbench.streams.detect import DetectionStage, live_detection_stage
 from workbench.streams.source import from_kafka_readings
 from workbench.streams.topics import ensure_topics
 
@@ -75,7 +74,7 @@ async def _run_pipeline(
 ) -> None:
     source = from_kafka_readings(settings, group_id=group_id, start="latest")
     producer = make_producer(settings, client_id="workbench-alerts")
-    stage = DetectionStage(EnsembleDetector(), publisher=AlertPublisher(producer))
+    stage = live_detection_stage(AlertPublisher(producer))
     source.sink(stage)
     source.start()
     display = StatusDisplay()

@@ -33,10 +33,9 @@ from workbench.bench.hostile import (
 from workbench.bench.ingest import peak_rss_mb
 from workbench.config import Settings
 from workbench.explore.recent import Record, read_recent
-from workbench.models.ensemble import EnsembleDetector
 from workbench.streams.clients import RecordBatch, deliver, make_producer
 from workbench.streams.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON
-from workbench.streams.detect import DetectionStage
+from workbench.streams.detect import live_detection_stage
 from workbench.streams.source import from_kafka_readings
 from workbench.streams.topics import ensure_topics
 from workbench.streams.validate import ReadingBatch, ReadingValidator
@@ -217,7 +216,7 @@ async def _run_pipeline(settings: Settings, topics: dict[str, str], count: int) 
     """The live pipeline's wiring (source → dead letters, detection → alerts) on the topics,
     until every record is handled, the source stops, or nothing moves for ``STALL_S``."""
     producer = make_producer(settings, client_id="workbench-fuzz-alerts")
-    stage = DetectionStage(EnsembleDetector(), publisher=AlertPublisher(producer, topics["alerts"]))
+    stage = live_detection_stage(AlertPublisher(producer, topics["alerts"]))
     clocked = _ClockedValidator()
     source = from_kafka_readings(
         settings,

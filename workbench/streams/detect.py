@@ -17,6 +17,8 @@ from workbench.alerts.manager import AlertManager
 from workbench.alerts.model import Alert
 from workbench.alerts.publish import AlertPublisher
 from workbench.models.base import Finding
+from workbench.models.ensemble import EnsembleDetector
+from workbench.models.forest import FleetModelDetector
 from workbench.schema import Reading
 from workbench.streams.aggregate import RollingAggregates
 from workbench.streams.validate import ReadingBatch
@@ -85,3 +87,22 @@ class DetectionStage:
     def close(self) -> None:
         """Let the detection thread go (after the source has stopped)."""
         self._executor.shutdown(wait=True)
+
+
+def live_detection_stage(
+    publisher: AlertPublisher | None = None, background_refits: bool = True
+) -> DetectionStage:
+    """The detection stage as the live pipeline builds it: the ensemble and the alert manager with
+    their defaults (``workbench up`` and ``consume``, the fuzz benchmark, the labelled evaluation).
+
+    ``background_refits=False`` fits the fleet models (Isolation Forest, DBSCAN) on the detection
+    thread at exactly every model update interval, where live they are fitted beside the stream
+    and swapped in when ready: an evaluation's figures then depend on its data alone, not on how
+    fast the trainer was.
+    """
+    detector = EnsembleDetector()
+    if not background_refits:
+        for component in detector.components.values():
+            if isinstance(component, FleetModelDetector):
+                component.set_params(background=False)
+    return DetectionStage(detector, AlertManager(), publisher)
