@@ -15,7 +15,6 @@ import time
 import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
-from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
@@ -26,6 +25,7 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell
 
 from tests import processes
+from tests.html_tables import html_tables
 from tests.kafka_helpers import PORT_BASE, produce_readings
 from tests.test_nab import write_corpus
 from workbench.cli import build_parser
@@ -39,38 +39,9 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 pytestmark = pytest.mark.kafka
 
 
-class _Tables(HTMLParser):
-    """Every ``<table>`` in some HTML, as rows of cell texts (header row first)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tables: list[list[list[str]]] = []
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag: str, attrs: object) -> None:
-        if tag == "table":
-            self.tables.append([])
-        elif tag == "tr":
-            self.tables[-1].append([])
-        elif tag in ("td", "th"):
-            self._cell = []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("td", "th") and self._cell is not None:
-            self.tables[-1][-1].append("".join(self._cell))
-            self._cell = None
-
-    def handle_data(self, data: str) -> None:
-        if self._cell is not None:
-            self._cell.append(data)
-
-
 def tables(cell: NotebookNode) -> list[list[list[str]]]:
     """The tables a cell displayed, as the user sees them."""
-    parser = _Tables()
-    for out in cell.outputs:
-        parser.feed(out.get("data", {}).get("text/html", ""))
-    return parser.tables
+    return html_tables(*(out.get("data", {}).get("text/html", "") for out in cell.outputs))
 
 
 def text(cell: NotebookNode) -> str:
