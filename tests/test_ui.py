@@ -261,9 +261,11 @@ def test_a_fleet_defined_only_by_its_profile_gets_its_types_and_metrics_with_uni
     assert len(trend.metric_dd.options) == 8 and trend.y_axis.label == "inlet_pressure (bar)"
     assert list(trend._y) == [1.2] * 60  # one mean a minute of data
     assert list(trend.device_cb.options) == ["P-1", "P-2"]
-    trend.type_dd.value = "meter"
+    trend.device_cb.value = "P-2"
+    trend.type_dd.value = "meter"  # another type's metrics, and its mean again
     assert trend.metric_dd.options == (("volume (m³)", "volume"),)
-    assert trend.y_axis.label == "volume (m³)"
+    assert trend.y_axis.label == "volume (m³)" and trend.device is None
+    assert list(trend._y)[-1] == pytest.approx(1000.0 * 2 + 0.5 * 59)  # mean of M-1…3
 
 
 def test_the_plant_dashboard_shows_the_meters_counter_in_cubic_metres(

@@ -119,8 +119,8 @@ class TrendPanel:
             self.y_axis.label = self.profiles.label(metric.name)
 
     def _on_type(self, _change: object) -> None:
+        self._set_metrics()  # first: the picked metric may not be one of the new type's
         self.device_cb.value = ""
-        self._set_metrics()
         self.reselect()
 
     def _matches(self, r: Reading) -> bool:
