@@ -131,8 +131,9 @@ class LivePipeline:
             alerting: dict[str, list[str]] = {}
             for a in self.stage.manager.active:
                 alerting.setdefault(a.device_id, []).append(a.severity)
+            units = self.profiles.units
             return [
-                _device(r, alerting.get(r.device_id, []), self.profiles)
+                _device(r, alerting.get(r.device_id, []), units)
                 for r in self.stage.aggregates.latest.values()
             ]
 
@@ -162,9 +163,9 @@ class LivePipeline:
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2}
 
 
-def _device(reading: Reading, severities: list[str], profiles: Profiles) -> dict[str, Any]:
+def _device(reading: Reading, severities: list[str], units: dict[str, str]) -> dict[str, Any]:
     """A device as /api/devices lists it: its last reading by field name (whatever the wire
-    calls them) and the unit of each of its metrics."""
+    calls them) and the unit of each of its metrics (``units``: the fleet's, metric → unit)."""
     worst = max(severities, key=SEVERITY_RANK.__getitem__, default=None)
     return {
         "device_id": reading.device_id,
@@ -174,7 +175,7 @@ def _device(reading: Reading, severities: list[str], profiles: Profiles) -> dict
         "worst_severity": worst,
         "last_seen": reading.ts.isoformat(),
         "last_reading": msgspec.to_builtins(to_dict(reading)),
-        "units": {m: profiles.units[m] for m in reading.metric_names},
+        "units": {m: units[m] for m in reading.metric_names},
     }
 
 
