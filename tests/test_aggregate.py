@@ -1,15 +1,20 @@
-"""Rolling aggregates: per-type statistics over a data-time window, energy from registers."""
+"""Rolling aggregates: per-type statistics over a data-time window, counters since first seen."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from workbench import schema
+from workbench.profiles.compile import compile_profiles
+from workbench.profiles.load import load_profiles
 from workbench.streams.aggregate import RollingAggregates
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+PLANT = compile_profiles(load_profiles(Path(__file__).parent / "data" / "profiles" / "plant.toml"))
 
 
 def meter(device: int, seconds: float, power: float, energy: float) -> schema.SmartMeter:
@@ -25,18 +30,24 @@ def meter(device: int, seconds: float, power: float, energy: float) -> schema.Sm
     )
 
 
-def test_stats_energy_and_window() -> None:
+def test_stats_counters_and_window() -> None:
     agg = RollingAggregates(window=timedelta(seconds=60))
     agg.update([meter(1, 0, 100, 10.0), meter(2, 0, 300, 50.0)])
     agg.update([meter(1, 30, 200, 10.5), meter(2, 30, 400, 50.25)])
     snap = agg.snapshot()["smart_meter"]
     assert snap["devices"] == 2 and snap["readings"] == 4
     assert snap["metrics"]["power"] == {"mean": 250.0, "min": 100.0, "max": 400.0}
-    assert snap["energy_kwh"] == pytest.approx(0.75)
+    runs = agg.counter_runs()
+    assert runs["m-1"].increase("energy") == pytest.approx(0.5)
+    assert runs["m-2"].increase("energy") == pytest.approx(0.25)
+    assert runs["m-1"].hours == pytest.approx(30 / 3600)
     agg.update([meter(1, 120, 1000, 11.0)])  # the first two buckets fall out of the window
     snap = agg.snapshot()["smart_meter"]
     assert snap["readings"] == 1 and snap["metrics"]["power"]["min"] == 1000.0
-    assert snap["energy_kwh"] == pytest.approx(1.25)  # energy is since start, not windowed
+    assert runs["m-1"].increase("energy") == pytest.approx(0.5)  # a copy: later batches leave it
+    after = agg.counter_runs()["m-1"]
+    assert after.increase("energy") == pytest.approx(1.0)  # since first seen, not windowed
+    assert after.hours == pytest.approx(120 / 3600)
     assert agg.latest["m-1"].power == 1000 and agg.latest["m-2"].power == 400
 
 
@@ -44,6 +55,20 @@ def test_memory_is_bounded_by_device_cap_and_window() -> None:
     agg = RollingAggregates(window=timedelta(seconds=10), max_devices=100)
     for step in range(200):
         agg.update([meter(d + step * 10, step, 100, 1.0 + step) for d in range(10)])
-    assert len(agg._energy_first) == 100
+    assert len(agg.counter_runs()) == 100
     assert len(agg.latest) == 100
     assert len(agg._buckets["smart_meter"]) <= 12
+
+
+def test_a_profiles_own_counters_and_binary_metrics_are_followed() -> None:
+    def reading(kind: str, serial: str, minute: int, **metrics: object):
+        ms = int((T0 + timedelta(minutes=minute)).timestamp() * 1000)
+        return PLANT.decode(json.dumps({"model": kind, "serial": serial, "t_ms": ms, **metrics}))
+
+    agg = RollingAggregates(window=timedelta(hours=1), profiles=PLANT.profiles)
+    agg.update([reading("meter", "M-1", 0, volume=100.0), reading("door", "D-1", 0, open=True)])
+    agg.update([reading("meter", "M-1", 30, volume=112.5), reading("door", "D-2", 30, open=0)])
+    (run,) = agg.counter_runs().values()  # doors have no counter
+    assert (run.device_type, run.increase("volume"), run.hours) == ("meter", 12.5, 0.5)
+    doors = agg.snapshot()["door"]
+    assert doors["devices"] == 2 and doors["metrics"]["open"]["mean"] == 0.5  # share open

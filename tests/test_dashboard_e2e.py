@@ -26,7 +26,7 @@ from workbench.config import Settings
 from workbench.security.manage import create_token, revoke_token
 from workbench.security.tokens import authenticate
 from workbench.streams.clients import make_producer
-from workbench.ui.export import ALERT_COLUMNS, READING_COLUMNS
+from workbench.ui.export import ALERT_COLUMNS, reading_header
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 KAFKA_PORT = PORT_BASE + 300
@@ -104,6 +104,11 @@ def test_charts_change_over_time(page) -> None:
     assert _svg(page, "Trend") != before_trend
     assert page.locator(".wb-stat", has_text="total").inner_text() != before_total
     assert _svg(page, "Map") != before_map or "devices drawn" in page.inner_text("body")
+    page.wait_for_function(  # the simulator's energy registers, in the counters panel
+        "() => /energy \\(kWh\\) by site[\\s\\S]* kWh\\/h/.test("
+        "document.querySelector('.wb-counters')?.innerText)",
+        timeout=30_000,
+    )
 
 
 def _thermostat(seq: int, temperature: float) -> schema.Thermostat:
@@ -172,7 +177,7 @@ def test_csv_export_downloads_readings_and_alerts(page) -> None:
     (readings_name, readings), (alerts_name, alerts) = contents
     assert readings_name.startswith("readings-") and readings_name.endswith(".csv")
     rows = list(csv.reader(io.StringIO(readings)))
-    assert tuple(rows[0]) == READING_COLUMNS
+    assert tuple(rows[0]) == reading_header()
     assert len(rows) > 100
     assert all(r[2] in schema.METRICS for r in rows[1:])
     assert alerts_name.startswith("alerts-")

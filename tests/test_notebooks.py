@@ -3,6 +3,7 @@ simulator on each test's own topics; ``workbench lab`` serves them on loopback a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -13,9 +14,8 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
@@ -26,6 +26,7 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell
 
 from tests import processes
+from tests.html_tables import html_tables
 from tests.kafka_helpers import PORT_BASE, produce_readings
 from tests.test_nab import write_corpus
 from workbench.cli import build_parser
@@ -39,38 +40,9 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 pytestmark = pytest.mark.kafka
 
 
-class _Tables(HTMLParser):
-    """Every ``<table>`` in some HTML, as rows of cell texts (header row first)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tables: list[list[list[str]]] = []
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag: str, attrs: object) -> None:
-        if tag == "table":
-            self.tables.append([])
-        elif tag == "tr":
-            self.tables[-1].append([])
-        elif tag in ("td", "th"):
-            self._cell = []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("td", "th") and self._cell is not None:
-            self.tables[-1][-1].append("".join(self._cell))
-            self._cell = None
-
-    def handle_data(self, data: str) -> None:
-        if self._cell is not None:
-            self._cell.append(data)
-
-
 def tables(cell: NotebookNode) -> list[list[list[str]]]:
     """The tables a cell displayed, as the user sees them."""
-    parser = _Tables()
-    for out in cell.outputs:
-        parser.feed(out.get("data", {}).get("text/html", ""))
-    return parser.tables
+    return html_tables(*(out.get("data", {}).get("text/html", "") for out in cell.outputs))
 
 
 def text(cell: NotebookNode) -> str:
@@ -140,6 +112,34 @@ def simulate_into(settings: Settings, topics: dict[str, str], **options: object)
     return {json.loads(v)["device_id"] for v in read_all(settings, topics["readings"], idle_s=1)}
 
 
+@contextlib.contextmanager
+def live_fleet(settings: Settings, topic: str) -> Iterator[Callable[[], None]]:
+    """Three devices (env-0000…2) that, once the yielded function is called, send a reading each
+    every 0.2 s until the block ends: a fleet that keeps sending while a notebook runs."""
+    sending = threading.Event()
+
+    def keep_sending() -> None:
+        while sending.is_set():
+            produce_readings(settings, topic, devices=3, per_device=1)
+            time.sleep(0.2)
+
+    feeder = threading.Thread(target=keep_sending)
+
+    def start() -> None:
+        sending.set()
+        feeder.start()
+
+    try:
+        yield start
+    finally:
+        sending.clear()
+        if feeder.is_alive():
+            feeder.join()
+
+
+LIVE_DEVICES = ["env-0000", "env-0001", "env-0002"]
+
+
 def test_explore_stream_peeks_shows_the_schema_follows_live_and_charts_a_device(
     kafka: Settings, topics: dict[str, str]
 ) -> None:
@@ -150,63 +150,53 @@ def test_explore_stream_peeks_shows_the_schema_follows_live_and_charts_a_device(
         PEEK_RECORDS=10,
         LIVE_REFRESH_S=0.2,
         LIVE_RUN_FOR_S=120.0,
+        LIVE_WAIT_S=60.0,
         DEVICE_RECORDS=600,
     )
     live = tagged(nb, "live-table")
-    # While the live table runs, three more devices keep sending; the next cell waits (on the
-    # kernel's loop, as a user would) until the table shows them.
-    nb.cells.insert(
-        live + 1,
+    # Run All, while three devices keep sending from the moment the live table started; then
+    # a cell of the test's waits (on the kernel's loop, as a user would) until the table shows
+    # them.
+    nb.cells.append(
         new_code_cell(
             "import asyncio\n"
             "for _ in range(300):\n"
             "    if all(f'env-000{d}' in live.table.value for d in range(3)):\n"
             "        break\n"
             "    await asyncio.sleep(0.1)\n"
-            "print(sorted(live.latest))"
+            "print(sorted(live.latest))\n"
+            "live.stop()"
         ),
     )
-    sending = threading.Event()
-
-    def keep_sending() -> None:
-        while sending.is_set():
-            produce_readings(kafka, topics["readings"], devices=3, per_device=1)
-            time.sleep(0.2)
-
-    feeder = threading.Thread(target=keep_sending)
-    try:
-        execute(
-            nb,
-            kafka,
-            after={live: lambda: (sending.set(), feeder.start()), live + 1: sending.clear},
-        )
-    finally:
-        sending.clear()
-        if feeder.is_alive():
-            feeder.join()
+    with live_fleet(kafka, topics["readings"]) as start_sending:
+        execute(nb, kafka, after={live: start_sending})
     cells = nb.cells
 
     peek = next(c for c in cells if "PEEK_RECORDS)" in c.source and "display" in c.source)
     assert "latest 10 records: 10 valid readings, 0 rejected" in text(peek)
     [table] = tables(peek)
     header, rows = table[0], table[1:]
-    assert "temperature (°C)" in header and "ts (UTC)" in header
+    assert "temperature (°C)" in header and "ts (UTC)" in header and "lat (°)" in header
     assert len(rows) == 10 and {r[header.index("device_id")] for r in rows} <= produced
 
     schema = next(c for c in cells if "schema_table()" in c.source)
     schema_rows = tables(schema)[0][1:]
-    assert ["air_quality", "pm25", "µg/m³", "0 … 2,000"] in [r[:4] for r in schema_rows]
+    assert ["air_quality", "pm25", "µg/m³", "0 … 2,000", "gauge"] in [r[:5] for r in schema_rows]
+    assert ["thermostat", "energy", "kWh", "0 … 1e+09", "counter"] in [r[:5] for r in schema_rows]
     assert {r[0] for r in schema_rows} == {"thermostat", "smart_meter", "air_quality", "env_sensor"}
-
-    waited = cells[live + 1]
-    assert text(waited).strip() == str(["env-0000", "env-0001", "env-0002"]), "live table stuck"
     assert shows_widget(cells[live])
 
     drill = next(c for c in cells if "line_chart(" in c.source)
     match = re.search(r"^(\S+) \((\w+)\): (\d+) readings over", text(drill), re.MULTILINE)
-    assert match and match[1] in produced | {"env-0000", "env-0001", "env-0002"}, text(drill)
+    assert match and match[1] in produced | set(LIVE_DEVICES), text(drill)
     assert int(match[3]) >= 2 and shows_widget(drill)
-    assert "live table stopped" in text(cells[-1])
+
+    # What Run All ends with: the live table has heard the devices that send.
+    summary = text(cells[tagged(nb, "live-summary")])
+    heard = re.search(r"live table: ([\d,]+) readings seen so far, (\d+) devices shown", summary)
+    assert heard and int(heard[1].replace(",", "")) > 0 and 1 <= int(heard[2]) <= 3, summary
+    assert "it keeps updating for 120 s from its start" in summary
+    assert text(cells[-1]).strip() == str(LIVE_DEVICES), "live table stuck"
 
 
 def column(table: list[list[str]], name: str) -> list[str]:
@@ -226,8 +216,10 @@ def test_tune_detectors_replays_settings_and_a_higher_threshold_raises_fewer_ale
         READINGS_TOPIC=topics["readings"],
         TRUTH_TOPIC=topics["truth"],
         THRESHOLDS=[0.05, 0.2, 0.6],
+        LIVE_WAIT_S=60.0,
     )
-    cells = execute(nb, kafka).cells
+    with live_fleet(kafka, topics["readings"]) as start_sending:  # once the live detector runs
+        cells = execute(nb, kafka, after={tagged(nb, "live-detector"): start_sending}).cells
 
     recorded = next(c for c in cells if "decode_truth(r.value)" in c.source)
     match = re.search(
@@ -255,7 +247,8 @@ def test_tune_detectors_replays_settings_and_a_higher_threshold_raises_fewer_ale
     live = cells[tagged(nb, "live-detector")]
     assert "live detector now: anomaly_threshold=" in text(live)
     assert "refused, settings unchanged: anomaly_threshold=1.5 is out of range" in text(live)
-    assert "live pipeline stopped" in text(cells[-1])
+    scored = re.search(r"live pipeline stopped: ([\d,]+) readings scored", text(cells[-1]))
+    assert scored and int(scored[1].replace(",", "")) > 0, text(cells[-1])  # Run All scores some
 
 
 def test_evaluate_scores_the_simulator_per_kind_and_nab_per_profile(

@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,9 @@ from tests.server_helpers import Api, start_api, ws_connect, ws_status
 from tests.test_store import make_alert
 from workbench.broker import LocalBroker
 from workbench.config import Settings
-from workbench.schema import encode
+from workbench.profiles.compile import compile_profiles
+from workbench.profiles.load import load_profiles
+from workbench.schema import METRICS, UNITS, Reading, encode
 from workbench.security.pseudonym import Pseudonymiser
 from workbench.security.tokens import ROLES
 from workbench.simulator import run_simulator
@@ -38,6 +41,7 @@ from workbench.streams.clients import make_producer
 
 pytestmark = pytest.mark.kafka
 TLS = Path(__file__).parent / "data" / "tls"
+PLANT = compile_profiles(load_profiles(Path(__file__).parent / "data" / "profiles" / "plant.toml"))
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +179,76 @@ def test_alerts_reach_sockets_store_and_rest(api: Api) -> None:
         ),
     )
     assert all(d["last_reading"]["device_id"] == d["device_id"] for d in devices["items"])
+    assert all(
+        d["units"] == {m: UNITS[m] for m in METRICS[d["device_type"]]} for d in devices["items"]
+    )
     assert {a["device_id"] for a in stored["items"]} <= {d["device_id"] for d in devices["items"]}
+
+
+class NoFindings:
+    """Detection that finds nothing. The detectors do not follow the profiles yet (they raise on
+    a plant reading, so the pipeline dead-letters its batches); what /api/devices shows of such a
+    fleet does not depend on them."""
+
+    def process_batch(self, readings: list[Reading]) -> list:
+        return []
+
+    def silent_findings(self, now: object) -> list:
+        return []
+
+
+def test_devices_of_a_fleet_defined_only_by_its_profile_are_listed_with_units(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    plant = start_api(broker, tmp_path, profiles=PLANT)
+    try:
+        plant.server.pipeline.stage.detector = NoFindings()
+        t_ms = int(time.time() * 1000)
+        records = [
+            {"model": "meter", "serial": "M-9", "t_ms": t_ms, "n": 3, "volume": 1234.5},
+            {"model": "door", "serial": "D-2", "t_ms": t_ms, "open": True},
+            {"model": "pump", "serial": "P-17", "t_ms": t_ms, "n": 4, "inlet_pressure": 1.2,
+             "outlet_pressure": 6.5, "flow": 120.0, "vibration": 2.1, "bearing_temperature": 61.0,
+             "motor_current": 48.0, "motor_voltage": 400.0, "speed": 2950},
+        ]  # fmt: skip
+        producer = make_producer(plant.settings)
+        try:
+            for r in records:
+                producer.send(plant.topic, json.dumps(r).encode(), key=r["serial"].encode())
+            producer.flush()
+        finally:
+            producer.close()
+        listed = plant.running.wait_for(
+            "the plant's three devices in /api/devices",
+            lambda: (r := plant.http("GET", "/api/devices"))[1]["total"] == 3 and r[1],
+        )
+        by_id = {d["device_id"]: d for d in listed["items"]}
+        meter, door, pump = by_id["M-9"], by_id["D-2"], by_id["P-17"]
+        assert (meter["device_type"], meter["status"]) == ("meter", "ok")
+        assert meter["units"] == {"volume": "m³"} and door["units"] == {"open": "closed/open"}
+        last = meter["last_reading"]
+        assert datetime.fromisoformat(last.pop("ts")) == datetime.fromisoformat(meter["last_seen"])
+        assert last == {
+            "device_type": "meter",
+            "device_id": "M-9",  # the wire calls it "serial": the API names every field alike
+            "seq": 3,
+            "lat": None,  # the profile maps no position nor firmware
+            "lon": None,
+            "firmware": None,
+            "volume": 1234.5,
+        }
+        assert door["last_reading"]["open"] is True and door["last_reading"]["seq"] is None
+        assert pump["units"]["vibration"] == "mm/s" and len(pump["units"]) == 8
+        doors = plant.http("GET", "/api/devices?type=door")[1]
+        assert [d["device_id"] for d in doors["items"]] == ["D-2"]
+        status, refused = plant.http("GET", "/api/devices?type=thermostat")
+        assert status == 400 and "is not one of pump, meter, door" in refused["error"]
+        described = plant.http("GET", "/api/openapi.json")[1]
+        device = described["components"]["schemas"]["Device"]["properties"]
+        assert device["device_type"]["enum"] == ["pump", "meter", "door"]
+        assert "meter: volume (m³)" in device["last_reading"]["description"]
+    finally:
+        plant.running.stop()
 
 
 def test_acknowledgements_record_who_and_when_and_are_audited(api: Api) -> None:

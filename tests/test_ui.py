@@ -2,25 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import csv
 import io
+import json
+import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.html_tables import html_tables
 from workbench import schema
 from workbench.alerts.model import Alert, SeverityPolicy
 from workbench.config import Settings
+from workbench.profiles.active import shipped
+from workbench.profiles.compile import compile_profiles
+from workbench.profiles.load import load_profiles, parse_profiles
+from workbench.simulator.fleet import SITES
 from workbench.simulator.simulation import simulate
+from workbench.streams.aggregate import RollingAggregates
 from workbench.streams.validate import ReadingBatch
 from workbench.ui.buffers import minmax_downsample
-from workbench.ui.export import READING_COLUMNS, readings_csv
+from workbench.ui.counters import CountersPanel, quantity
+from workbench.ui.dashboard import Dashboard
+from workbench.ui.export import reading_header, readings_csv
 from workbench.ui.fleet_views import device_status
 from workbench.ui.session import AlertLog, LiveSession
 from workbench.ui.trend import TrendPanel
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+PLANT = compile_profiles(load_profiles(Path(__file__).parent / "data" / "profiles" / "plant.toml"))
+NOWHERE = Settings.from_env(bootstrap_servers="localhost:1")
+"""An unreachable broker: these sessions are never started, the views are fed from memory."""
 
 
 def _alert(n: int, device: str = "d-1", severity: str = "low", kind: str = "spike") -> Alert:
@@ -54,13 +71,16 @@ def test_downsampling_caps_points_and_keeps_a_spike() -> None:
     assert len(small_x) == 10
 
 
-def test_readings_csv_has_one_column_per_field_and_blanks_for_missing_metrics() -> None:
+def test_readings_csv_has_a_column_per_field_with_its_unit_and_blanks_for_missing_metrics() -> None:
     readings = [r for r, _ in simulate(20, 20, 40, seed=1)]
     rows = list(csv.DictReader(io.StringIO(readings_csv(readings))))
-    assert tuple(rows[0]) == READING_COLUMNS
+    header = list(rows[0])
+    assert tuple(header) == reading_header()
+    assert header[:7] == ["ts", "device_id", "device_type", "seq", "lat (°)", "lon (°)", "firmware"]
+    assert header[7:] == [shipped().profiles.label(m) for m in shipped().profiles.metric_names]
     assert len(rows) == 40
     meter = next(r for r in rows if r["device_type"] == "smart_meter")
-    assert meter["temperature"] == "" and float(meter["power"]) >= 0
+    assert meter["temperature (°C)"] == "" and float(meter["power (W)"]) >= 0
     assert datetime.fromisoformat(meter["ts"]).tzinfo is not None
 
 
@@ -101,7 +121,7 @@ def test_bad_settings_are_refused_with_what_is_allowed() -> None:
 
 
 def test_trend_follows_a_type_mean_or_one_device_from_the_stream() -> None:
-    session = LiveSession(Settings.from_env(bootstrap_servers="localhost:1"), truth_topic=None)
+    session = LiveSession(NOWHERE, truth_topic=None)
     trend = TrendPanel(session)
     readings = [r for r, _ in simulate(40, 40, 400, seed=2)]  # 10 s of data
     for i in range(0, 400, 50):
@@ -152,3 +172,154 @@ def test_the_dashboard_benchmark_table_has_a_unit_on_every_figure() -> None:
         "yes",
     ]
     assert verdict.endswith("10,000 readings/s")
+
+
+def test_counters_follow_every_register_by_type_and_site_in_its_unit() -> None:
+    readings = [r for r, _ in simulate(40, 40, 4_000, seed=3)]  # 100 s of data
+    agg = RollingAggregates()
+    agg.update(readings)
+    panel = CountersPanel(shipped().profiles)
+    panel.refresh(agg.counter_runs(), agg.latest)
+    by_type, by_site = html_tables(panel.tables.value)
+    assert "<b>energy (kWh) by type</b>" in panel.tables.value
+    assert by_type[0] == ["", "increase", "devices", "per device per h", "rate"]
+    assert [row[0] for row in by_type[1:]] == ["smart_meter", "thermostat"]
+    for row in by_type[1:] + by_site[1:]:
+        assert row[1].endswith(" kWh") and row[3].endswith(" kWh/h") and row[4].endswith(" kWh/h")
+    assert {row[0] for row in by_site[1:]} <= {s.name for s in SITES} | {"elsewhere"}
+    devices = sum(int(row[2]) for row in by_type[1:])
+    assert devices == sum(int(row[2]) for row in by_site[1:]) == len(agg.counter_runs())
+    assert panel.y_axis.label == "energy (kWh)" and list(panel.bars.x) == [
+        r[0] for r in by_site[1:]
+    ]
+
+
+def test_a_quantity_has_four_significant_figures_and_its_unit() -> None:
+    assert quantity(88.5, "m³") == "88.50 m³"
+    assert quantity(12_345.6, "kWh") == "12,346 kWh"
+    assert quantity(0.000123456, "kWh/h") == "0.0001235 kWh/h"
+    assert quantity(0.0, "m³") == "0 m³"
+    assert quantity(None, "m³/h") == "–"  # no rate before any data time has passed
+
+
+def test_a_fleet_without_counters_says_so() -> None:
+    text = "[types.probe]\ninterval_s = 5\nmetrics.level = { unit = 'm', min = 0, max = 9 }\n"
+    panel = CountersPanel(parse_profiles(text))
+    panel.refresh({}, {})
+    assert "declares no counter metrics" in panel.tables.value
+    assert panel.figure.layout.display == "none"
+
+
+def plant_readings(minutes: int = 60) -> list[schema.Reading]:
+    """An hour of the plant: 2 pumps, 3 water meters (0.5 m³ a minute each), 4 doors (D-1 and
+    D-3 open at the end), one reading a minute each, as the gateway sends them."""
+    start = datetime.now(UTC) - timedelta(minutes=minutes)
+    pump = {"inlet_pressure": 1.2, "outlet_pressure": 6.5, "flow": 120.0, "vibration": 2.1}
+    pump |= {"bearing_temperature": 61.0, "motor_current": 48.0, "motor_voltage": 400.0}
+    records = []
+    for minute in range(minutes):
+        t_ms = int((start + timedelta(minutes=minute)).timestamp() * 1000)
+        at = {"t_ms": t_ms, "n": minute}
+        records += [
+            {"model": "pump", "serial": f"P-{p}", **at, **pump, "speed": 2950} for p in (1, 2)
+        ]
+        records += [
+            {"model": "meter", "serial": f"M-{m}", **at, "volume": 1000.0 * m + 0.5 * minute}
+            for m in (1, 2, 3)
+        ]
+        records += [
+            {"model": "door", "serial": f"D-{d}", **at, "open": d % 2 == 1 and minute > 50}
+            for d in (1, 2, 3, 4)
+        ]
+    return [PLANT.decode(json.dumps(r).encode()) for r in records]
+
+
+@pytest.fixture
+def plant_dashboard() -> Iterator[Dashboard]:
+    """The dashboard of a session on the plant's profile, fed an hour of its readings (what the
+    pipeline hands the views: the batch, and the aggregates detection keeps)."""
+    session = LiveSession(NOWHERE, truth_topic=None, profiles=PLANT)
+    dashboard = Dashboard(session, heartbeat=False)
+    readings = plant_readings()
+    session._on_batch(ReadingBatch(readings, [0] * len(readings)))
+    session.stage.aggregates.update(readings)
+    asyncio.run(dashboard.refresh_fleet())
+    dashboard.refresh_live()
+    yield dashboard
+    session.stage.close()
+
+
+def test_a_fleet_defined_only_by_its_profile_gets_its_types_and_metrics_with_units(
+    plant_dashboard: Dashboard,
+) -> None:
+    trend = plant_dashboard.trend
+    assert trend.type_dd.options == ("pump", "meter", "door")
+    assert trend.metric_dd.options[:2] == (
+        ("inlet_pressure (bar)", "inlet_pressure"),
+        ("outlet_pressure (bar)", "outlet_pressure"),
+    )
+    assert len(trend.metric_dd.options) == 8 and trend.y_axis.label == "inlet_pressure (bar)"
+    assert list(trend._y) == [1.2] * 60  # one mean a minute of data
+    assert list(trend.device_cb.options) == ["P-1", "P-2"]
+    trend.device_cb.value = "P-2"
+    trend.type_dd.value = "meter"  # another type's metrics, and its mean again
+    assert trend.metric_dd.options == (("volume (m³)", "volume"),)
+    assert trend.y_axis.label == "volume (m³)" and trend.device is None
+    assert list(trend._y)[-1] == pytest.approx(1000.0 * 2 + 0.5 * 59)  # mean of M-1…3
+
+
+def test_the_plant_dashboard_shows_the_meters_counter_in_cubic_metres(
+    plant_dashboard: Dashboard,
+) -> None:
+    counters = plant_dashboard.counters
+    assert counters.picker.options == (("volume (m³)", "volume"),)
+    (by_type,) = html_tables(counters.tables.value)  # no locations: no per-site table
+    assert "<b>volume (m³) by type</b>" in counters.tables.value
+    # 3 meters, each 29.5 m³ over 59 min of data: 30 m³/h each, 90 m³/h together
+    assert by_type[1:] == [["meter", "88.50 m³", "3", "30.00 m³/h", "90.00 m³/h"]]
+    assert "no per-site tables: this fleet's readings carry no location" in counters.tables.value
+    assert list(counters.bars.x) == ["meter"] and counters.y_axis.label == "volume (m³)"
+
+
+def test_the_plant_dashboard_has_no_map_and_shows_a_door_as_its_state(
+    plant_dashboard: Dashboard,
+) -> None:
+    assert plant_dashboard.map.figure.layout.display == "none"
+    note = plant_dashboard.map.note.value
+    assert "no map: this fleet's readings carry no location" in note and "9 devices" in note
+    assert "meter (3)" in plant_dashboard.distribution.pie.labels
+    trend = plant_dashboard.trend
+    trend.type_dd.value = "door"
+    assert trend.metric_dd.options == (("open (closed/open)", "open"),)
+    assert trend.y_axis.label == "open: share of readings at 1 (0–1)"
+    assert list(trend._y)[-1] == 0.5  # 2 of 4 doors open in the last minute
+    asyncio.run(plant_dashboard.refresh_fleet())
+    assert "open: 2 of 4 devices at 1 now (closed/open)" in trend.state.value
+    trend.device_cb.value = "D-1"
+    assert trend.y_axis.label == "open (closed/open)" and list(trend._y)[-1] is True
+
+
+def test_the_plant_dashboard_exports_its_own_columns_with_units(
+    plant_dashboard: Dashboard,
+) -> None:
+    plant_dashboard.controls.export()
+    data = re.search(r'href="data:text/csv;base64,([^"]+)"', plant_dashboard.controls.links.value)
+    rows = list(csv.reader(io.StringIO(base64.b64decode(data[1]).decode())))
+    header = rows[0]
+    assert header[:4] == ["ts", "device_id", "device_type", "seq"]  # no position nor firmware
+    assert header[4:] == [
+        "inlet_pressure (bar)",
+        "outlet_pressure (bar)",
+        "flow (m³/h)",
+        "vibration (mm/s)",
+        "bearing_temperature (°C)",
+        "motor_current (A)",
+        "motor_voltage (V)",
+        "speed (rpm)",
+        "volume (m³)",
+        "open (closed/open)",
+    ]
+    meter = dict(zip(header, next(r for r in rows[1:] if r[2] == "meter"), strict=True))
+    assert meter["device_id"] == "M-1" and meter["volume (m³)"] == "1000.0"
+    assert meter["open (closed/open)"] == meter["speed (rpm)"] == ""
+    assert len(rows) == 1 + 60 * 9

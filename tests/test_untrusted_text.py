@@ -10,7 +10,8 @@ import asyncio
 import csv
 import html
 import io
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
@@ -20,13 +21,16 @@ from workbench.config import Settings
 from workbench.explore.live_table import LiveTable
 from workbench.explore.table import html_table, readings_table
 from workbench.explore.tuning import compare, comparison_table
+from workbench.profiles.compile import compile_profiles
+from workbench.profiles.load import parse_profiles
 from workbench.schema import Thermostat
+from workbench.streams.aggregate import CounterRun
 from workbench.streams.validate import ReadingBatch
 from workbench.ui.alerts_view import AlertFeedPanel, AlertHistoryPanel
 from workbench.ui.controls import download_link
+from workbench.ui.counters import CountersPanel
 from workbench.ui.dashboard import Dashboard
 from workbench.ui.export import alerts_csv, readings_csv
-from workbench.ui.fleet_views import EnergyPanel
 from workbench.ui.overview import OverviewPanel
 from workbench.ui.session import AlertLog, LiveSession
 from workbench.ui.style import badge, card
@@ -92,7 +96,7 @@ def test_readings_export_prefixes_text_a_spreadsheet_would_run(start: str) -> No
 def test_readings_export_keeps_negative_numbers_and_plain_text_as_they_are() -> None:
     (row,) = parsed(readings_csv([thermostat(firmware=FORMULA)]))
     assert row["firmware"] == "'" + FORMULA
-    assert row["lon"] == "-3.2" and row["temperature"] == "-5.0"
+    assert row["lon (°)"] == "-3.2" and row["temperature (°C)"] == "-5.0"
     assert row["device_id"] == "thermostat-0001"
     assert row["ts"] == T0.isoformat()
 
@@ -165,10 +169,34 @@ def test_the_overview_shows_a_pipeline_error_as_text(session: LiveSession) -> No
     assert_shown_as_text(overview.stats.value)
 
 
-def test_the_energy_tables_show_names_as_text() -> None:
-    energy = EnergyPanel()
-    energy.refresh({HOSTILE: {"energy_kwh": 1.0, "devices": 1}}, {}, {}, 1.0)
-    assert_shown_as_text(energy.tables.value)
+def hostile_units() -> str:
+    """A profile whose counter and binary metrics have markup for units (a profile file is text
+    someone wrote: its units reach the page as they are written)."""
+    unit = json.dumps(HOSTILE)
+    return (
+        "[types.meter]\ninterval_s = 60\n"
+        f'metrics.volume = {{ unit = {unit}, min = 0, max = 1e9, kind = "counter" }}\n'
+        f'metrics.open = {{ unit = {unit}, kind = "binary" }}\n'
+    )
+
+
+def test_the_counter_tables_show_units_as_text() -> None:
+    counters = CountersPanel(parse_profiles(hostile_units()))
+    hour = T0 + timedelta(hours=1)
+    counters.refresh({"m-1": CounterRun("meter", T0, {"volume": 1.0}, hour, {"volume": 3.0})}, {})
+    assert_shown_as_text(counters.tables.value)
+
+
+def test_a_binary_metrics_state_shows_its_unit_as_text() -> None:
+    profiles = compile_profiles(parse_profiles(hostile_units()))
+    session = LiveSession(
+        Settings.from_env(bootstrap_servers="localhost:1"), truth_topic=None, profiles=profiles
+    )
+    trend = TrendPanel(session)
+    trend.metric_dd.value = "open"
+    at = {"device_id": "m-1", "ts": T0.isoformat(), "volume": 1.0, "open": True}
+    trend.follow_fleet({"m-1": profiles.decode(json.dumps(at | {"device_type": "meter"}))})
+    assert_shown_as_text(trend.state.value)
 
 
 def test_a_failed_refresh_is_reported_as_text(session: LiveSession) -> None:

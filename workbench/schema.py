@@ -54,5 +54,10 @@ def encode(reading: Reading) -> bytes:
 
 
 def to_dict(reading: Reading) -> dict:
-    """A plain dict of the reading, ``device_type`` included (for tables and notebooks)."""
-    return msgspec.to_builtins(reading) | {"ts": reading.ts}
+    """The reading as a plain dict by field name, whatever its wire format calls them: the type,
+    the common fields (None where the profile maps none), then the type's metrics."""
+    return (
+        {"device_type": reading.device_type}
+        | {name: getattr(reading, name) for name in COMMON_FIELDS}
+        | {name: getattr(reading, name) for name in reading.metric_names}
+    )

@@ -1,5 +1,7 @@
 """HTML tables for notebooks: readings with a unit in every metric's header, the schema per type.
 
+Both follow the fleet's profiles (default: the process's): its types, metrics and units.
+
 Plain HTML (an ``ipywidgets.HTML`` value or ``IPython.display.HTML``) renders in JupyterLab and
 Voilà alike and costs nothing to refresh; every value is escaped.
 """
@@ -10,12 +12,9 @@ import html
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-import msgspec
-
-from workbench.schema import COMMON_FIELDS, DEVICE_TYPES, METRICS, READING_TYPES, UNITS, Reading
-
-ALL_METRICS: tuple[str, ...] = tuple(dict.fromkeys(m for t in DEVICE_TYPES for m in METRICS[t]))
-"""Every metric of any device type, in schema order."""
+from workbench.profiles.active import active
+from workbench.profiles.model import Profiles
+from workbench.schema import Reading
 
 
 def cell(value: object) -> str:
@@ -46,39 +45,37 @@ def html_table(
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def with_unit(name: str) -> str:
-    """A column header with its unit, e.g. ``temperature (°C)``."""
-    return f"{name} ({UNITS[name]})" if name in UNITS else name
-
-
-def readings_table(readings: Sequence[Reading], caption: str | None = None) -> str:
-    """Readings as an HTML table: common fields, then only the metrics some reading has."""
-    present = {m for r in readings for m in METRICS[r.device_type]}
-    metrics = [m for m in ALL_METRICS if m in present]
-    fields = ["device_id", "device_type", "ts", "seq", *metrics, "lat", "lon", "firmware"]
-    header = [with_unit(f) if f != "ts" else "ts (UTC)" for f in fields]
+def readings_table(
+    readings: Sequence[Reading], caption: str | None = None, profiles: Profiles | None = None
+) -> str:
+    """Readings as an HTML table: common fields, then only the metrics some reading has, and the
+    position and firmware only when the profile maps them."""
+    profiles = profiles or active().profiles
+    present = {m for r in readings for m in r.metric_names}
+    metrics = [m for m in profiles.metric_names if m in present]
+    seq = [f for f in profiles.optional_fields if f == "seq"]
+    rest = [f for f in profiles.optional_fields if f != "seq"]
+    fields = ["device_id", "device_type", "ts", *seq, *metrics, *rest]
+    header = [profiles.label(f) if f != "ts" else "ts (UTC)" for f in fields]
     rows = [[getattr(r, f, None) for f in fields] for r in readings]
     return html_table(header, rows, caption)
 
 
-def _bounds(field_type: object) -> str:
-    constraint = getattr(field_type, "type", field_type)
-    low, high = getattr(constraint, "ge", None), getattr(constraint, "le", None)
-    if low is None and high is None:
-        return ""
-    return f"{cell(low) if low is not None else ''} … {cell(high) if high is not None else ''}"
-
-
-def schema_table() -> str:
-    """Each device type's metrics with unit, valid range and meaning (from ``workbench.schema``)."""
-    rows = []
-    for reading_type in READING_TYPES:
-        device_type = reading_type.__struct_config__.tag
-        for f in msgspec.inspect.type_info(reading_type).fields:
-            if f.name in COMMON_FIELDS:
-                continue
-            meaning = getattr(f.type, "extra_json_schema", {}).get("description", "")
-            rows.append(
-                [device_type, f.name, UNITS.get(f.name, ""), _bounds(f.type), meaning.split(",")[0]]
-            )
-    return html_table(["device type", "metric", "unit", "valid range", "meaning"], rows)
+def schema_table(profiles: Profiles | None = None) -> str:
+    """Each device type's metrics with unit, valid range, kind, meaning and reporting interval."""
+    profiles = profiles or active().profiles
+    rows = [
+        [
+            t.name,
+            m.name,
+            m.unit,
+            f"{cell(m.min)} … {cell(m.max)}",
+            m.kind,
+            m.description,
+            f"{t.interval_s:g} s",
+        ]
+        for t in profiles.types
+        for m in t.metrics
+    ]
+    header = ["device type", "metric", "unit", "valid range", "kind", "meaning", "reports every"]
+    return html_table(header, rows)

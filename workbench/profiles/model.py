@@ -22,6 +22,8 @@ TIME_FORMATS = ("iso8601", "epoch_s", "epoch_ms")
 """Besides these, a ``strftime`` format for naive local times (``"%Y-%m-%d %H:%M:%S"``)."""
 OPTIONAL_FIELDS = ("seq", "lat", "lon", "firmware")
 """Reading fields a mapping may leave out; the device id and the time are always required."""
+POSITION_UNITS = {"lat": "°", "lon": "°"}
+"""The units of a reading's own numeric fields (a metric's unit comes from its profile)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,11 @@ class DeviceType:
             if metric.name == name:
                 return metric
         raise KeyError(f"device type {self.name!r} has no metric {name!r}")
+
+    @property
+    def optional_fields(self) -> tuple[str, ...]:
+        """The optional reading fields (seq, lat, lon, firmware) this fleet's readings carry."""
+        return tuple(f for f in OPTIONAL_FIELDS if f in self.mapping.fields)
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -122,6 +129,25 @@ class Profiles:
     def units(self) -> dict[str, str]:
         """Metric name → unit, over every type (a name means one quantity across a fleet)."""
         return {m.name: m.unit for t in self.types for m in t.metrics}
+
+    @property
+    def optional_fields(self) -> tuple[str, ...]:
+        """The optional reading fields (seq, lat, lon, firmware) this fleet's readings carry."""
+        return tuple(f for f in OPTIONAL_FIELDS if f in self.mapping.fields)
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """Every metric of the fleet once, in declaration order (types that share one, share it)."""
+        return tuple(self.units)
+
+    def unit(self, name: str) -> str | None:
+        """The unit of a metric, or of a reading's position (lat, lon); None for other fields."""
+        return self.units.get(name) or POSITION_UNITS.get(name)
+
+    def label(self, name: str) -> str:
+        """A field as a header or an axis names it: with its unit, e.g. ``volume (m³)``."""
+        unit = self.unit(name)
+        return f"{name} ({unit})" if unit else name
 
     @property
     def has_location(self) -> bool:

@@ -26,6 +26,7 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application
 
 from workbench.config import TOPIC_READINGS, ConfigError, Settings
+from workbench.profiles.compile import CompiledProfiles
 from workbench.security.audit import AuditLog
 from workbench.security.pseudonym import Pseudonymiser, pseudonymiser_from_env
 from workbench.security.throttle import FAILURES, SignInThrottle
@@ -33,6 +34,7 @@ from workbench.security.tls import check_tls_files, server_context, tls_files_fr
 from workbench.security.tokens import TokenStore
 from workbench.server import handlers as h
 from workbench.server.hub import DEFAULT_QUEUE, Hub
+from workbench.server.openapi import openapi
 from workbench.server.pipeline import LivePipeline
 from workbench.store.alerts import AlertStore
 from workbench.store.db import Database, open_database
@@ -64,6 +66,8 @@ class ServeConfig:
     pseudonymiser: Pseudonymiser | None = None
     sign_in_failures: int = FAILURES
     """Failed sign-ins a client may make in a minute before it is refused for a minute."""
+    profiles: CompiledProfiles | None = None
+    """The fleet's device types and wire format (None: the process's profiles)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -141,7 +145,11 @@ class ApiServer:
             topic=config.topic,
             group_id=config.group_id,
             start=config.start,
+            profiles=config.profiles,
         )
+        self.profiles = self.pipeline.profiles
+        """The device types the API accepts in filters and describes, with their metrics."""
+        self.openapi = openapi(self.profiles)
         self.port = config.port
         self._http: HTTPServer | None = None
         self._tasks: list[asyncio.Task] = []

@@ -17,7 +17,6 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from workbench.alerts.model import SEVERITIES
 from workbench.models.ensemble import SPECIFICITY
-from workbench.schema import DEVICE_TYPES
 from workbench.security.audit import AuditQuery
 from workbench.security.redact import redact
 from workbench.security.tokens import ROLES, Principal
@@ -154,9 +153,7 @@ class NotFoundHandler(Base):
 
 class OpenApiHandler(Base):
     async def get(self) -> None:
-        from workbench.server.openapi import openapi
-
-        self.reply(openapi())
+        self.reply(self.server.openapi)
 
 
 class MetricsHandler(Base):
@@ -166,7 +163,7 @@ class MetricsHandler(Base):
 
 class DevicesHandler(Base):
     async def get(self) -> None:
-        types = self.list_arg("type", DEVICE_TYPES)
+        types = self.list_arg("type", self.server.profiles.type_names)
         status = self.list_arg("status", ("ok", "alerting"))
         limit, offset = self.page()
         devices = [
@@ -399,7 +396,8 @@ class ReadingsSocket(Socket):
 
     def wanted(self) -> ReadingFilter:
         return ReadingFilter(
-            frozenset(self.list_arg("device")), frozenset(self.list_arg("type", DEVICE_TYPES))
+            frozenset(self.list_arg("device")),
+            frozenset(self.list_arg("type", self.server.profiles.type_names)),
         )
 
 

@@ -1,13 +1,16 @@
-"""The REST API's OpenAPI 3.0 description, served at ``/api/openapi.json`` (and fuzzed in tests)."""
+"""The REST API's OpenAPI 3.0 description, served at ``/api/openapi.json`` (and fuzzed in tests).
+
+Device types and their metrics come from the fleet's profiles, so the description is that fleet's.
+"""
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from workbench.alerts.model import SEVERITIES
 from workbench.models.ensemble import SPECIFICITY
-from workbench.schema import DEVICE_TYPES
+from workbench.profiles.active import active
+from workbench.profiles.model import Profiles
 from workbench.security.tokens import NAME_MAX, NAME_PATTERN, ROLES
 from workbench.store.alerts import MAX_RETENTION_DAYS, STATES
 
@@ -91,14 +94,38 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
-@cache
-def openapi() -> dict[str, Any]:
-    """The OpenAPI document."""
+def _last_reading(profiles: Profiles) -> dict[str, Any]:
+    """A device's latest reading: common fields by name, then its type's metrics."""
+    metrics = "; ".join(
+        f"{t.name}: {', '.join(profiles.label(m) for m in t.metric_names)}" for t in profiles.types
+    )
+    return {
+        **_obj(
+            {
+                "device_type": {"type": "string", "enum": list(profiles.type_names)},
+                "device_id": {"type": "string"},
+                "ts": TIME,
+                "seq": {"type": "integer", "nullable": True},
+                "lat": NUMBER_OR_NULL,
+                "lon": NUMBER_OR_NULL,
+                "firmware": TEXT_OR_NULL,
+            }
+        ),
+        "description": "the latest reading; fields the fleet's profile does not map are null, "
+        f"and each metric of the device's type is a property ({metrics})",
+        "additionalProperties": {"anyOf": [{"type": "number"}, {"type": "boolean"}]},
+    }
+
+
+def openapi(profiles: Profiles | None = None) -> dict[str, Any]:
+    """The OpenAPI document of the API over the fleet in ``profiles`` (default: the process's)."""
+    profiles = profiles or active().profiles
+    device_types = list(profiles.type_names)
     alert = _obj(
         {
             "alert_id": {"type": "string"},
             "device_id": {"type": "string"},
-            "device_type": {"type": "string", "enum": list(DEVICE_TYPES)},
+            "device_type": {"type": "string", "enum": device_types},
             "kind": {"type": "string"},
             "metric": TEXT_OR_NULL,
             "severity": {"type": "string", "enum": list(SEVERITIES)},
@@ -133,12 +160,17 @@ def openapi() -> dict[str, Any]:
     device = _obj(
         {
             "device_id": {"type": "string"},
-            "device_type": {"type": "string", "enum": list(DEVICE_TYPES)},
+            "device_type": {"type": "string", "enum": device_types},
             "status": {"type": "string", "enum": ["ok", "alerting"]},
             "active_alerts": {"type": "integer"},
             "worst_severity": {"type": "string", "enum": list(SEVERITIES), "nullable": True},
             "last_seen": TIME,
-            "last_reading": {"type": "object"},
+            "last_reading": _last_reading(profiles),
+            "units": {
+                "type": "object",
+                "description": "each metric of the last reading → its unit",
+                "additionalProperties": {"type": "string"},
+            },
         }
     )
     audit = _obj(
@@ -214,7 +246,7 @@ def openapi() -> dict[str, Any]:
                     _page("Device"),
                     "400",
                     parameters=[
-                        _query("type", "device types", _list_of(DEVICE_TYPES)),
+                        _query("type", "device types", _list_of(profiles.type_names)),
                         _query("status", "device status", _list_of(("ok", "alerting"))),
                         *PAGING,
                     ],

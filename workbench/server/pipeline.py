@@ -3,6 +3,8 @@
 Each batch's changed alerts are pseudonymised (when a key is set), stored (idempotent by id) and
 only then broadcast, and the source commits the batch after that: an alert a client sees can be
 acknowledged, and a crash loses none. Readings go to the readings channel, encoded once per batch.
+The fleet's profiles (default: the process's) say what the validator accepts and give the devices'
+metrics their units.
 """
 
 from __future__ import annotations
@@ -18,14 +20,18 @@ import msgspec
 from workbench.alerts.model import Alert
 from workbench.config import TOPIC_READINGS, Settings
 from workbench.models.ensemble import EnsembleDetector
-from workbench.schema import Reading
+from workbench.profiles.active import active
+from workbench.profiles.compile import CompiledProfiles
+from workbench.profiles.model import Profiles
+from workbench.schema import Reading, to_dict
 from workbench.security.pseudonym import Pseudonymiser
 from workbench.server import tuning
 from workbench.server.hub import Hub
 from workbench.store.alerts import AlertStore
+from workbench.streams.aggregate import RollingAggregates
 from workbench.streams.detect import DetectionStage
 from workbench.streams.source import from_kafka_readings
-from workbench.streams.validate import ReadingBatch
+from workbench.streams.validate import ReadingBatch, ReadingValidator
 
 T = TypeVar("T")
 _encode = msgspec.json.Encoder().encode
@@ -45,13 +51,24 @@ class LivePipeline:
         group_id: str = "workbench-serve",
         start: str = "latest",
         detector: EnsembleDetector | None = None,
+        profiles: CompiledProfiles | None = None,
     ) -> None:
+        compiled = profiles or active()
+        self.profiles: Profiles = compiled.profiles
         self.store = store
         self.hub = hub
         self.pseudonymiser = pseudonymiser
         self.detector = detector or EnsembleDetector()
-        self.stage = DetectionStage(self.detector)
-        self.source = from_kafka_readings(settings, topic=topic, group_id=group_id, start=start)
+        self.stage = DetectionStage(
+            self.detector, aggregates=RollingAggregates(profiles=self.profiles)
+        )
+        self.source = from_kafka_readings(
+            settings,
+            topic=topic,
+            group_id=group_id,
+            start=start,
+            validator=ReadingValidator(profiles=compiled),
+        )
         self.source.sink(self._handle)
         self.alerts_stored = 0
         self.active_alerts = 0
@@ -108,14 +125,15 @@ class LivePipeline:
         }
 
     async def devices(self) -> list[dict[str, Any]]:
-        """Every known device with its last reading and status (alerting or ok)."""
+        """Every known device with its last reading, its metrics' units and status."""
 
         def collect() -> list[dict[str, Any]]:
             alerting: dict[str, list[str]] = {}
             for a in self.stage.manager.active:
                 alerting.setdefault(a.device_id, []).append(a.severity)
+            units = self.profiles.units
             return [
-                _device(r, alerting.get(r.device_id, []))
+                _device(r, alerting.get(r.device_id, []), units)
                 for r in self.stage.aggregates.latest.values()
             ]
 
@@ -145,7 +163,9 @@ class LivePipeline:
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2}
 
 
-def _device(reading: Reading, severities: list[str]) -> dict[str, Any]:
+def _device(reading: Reading, severities: list[str], units: dict[str, str]) -> dict[str, Any]:
+    """A device as /api/devices lists it: its last reading by field name (whatever the wire
+    calls them) and the unit of each of its metrics (``units``: the fleet's, metric → unit)."""
     worst = max(severities, key=SEVERITY_RANK.__getitem__, default=None)
     return {
         "device_id": reading.device_id,
@@ -154,7 +174,8 @@ def _device(reading: Reading, severities: list[str]) -> dict[str, Any]:
         "active_alerts": len(severities),
         "worst_severity": worst,
         "last_seen": reading.ts.isoformat(),
-        "last_reading": msgspec.to_builtins(reading),
+        "last_reading": msgspec.to_builtins(to_dict(reading)),
+        "units": {m: units[m] for m in reading.metric_names},
     }
 
 

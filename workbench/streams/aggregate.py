@@ -1,19 +1,23 @@
-"""Rolling per-type aggregates for the charts: metric mean/min/max and energy use.
+"""Rolling per-type aggregates for the charts: metric mean/min/max, and what counters advanced.
 
 Each batch is folded in as one bucket per device type (vectorised with numpy), and buckets older
-than the window (in data time) are dropped, so the cost is per batch and memory is bounded. Energy
-comes from each device's cumulative register: what it advanced since the device was first seen.
+than the window (in data time) are dropped, so the cost is per batch and memory is bounded. A
+counter metric (a register that only rises, as the profile declares it) is followed per device:
+how far it advanced since the device was first seen, over how much of that device's data time.
 """
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict, defaultdict, deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
 
-from workbench.schema import METRICS, Reading
+from workbench.profiles.active import active
+from workbench.profiles.model import Profiles
+from workbench.schema import Reading
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,19 +29,49 @@ class _Bucket:
     maxs: dict[str, float]
 
 
+@dataclass(slots=True)
+class CounterRun:
+    """One device's counters since it was first seen: first and latest values, and when."""
+
+    device_type: str
+    first_ts: datetime
+    first: dict[str, float]
+    last_ts: datetime
+    last: dict[str, float]
+
+    @property
+    def hours(self) -> float:
+        """Data time between the first and the latest reading (h)."""
+        return (self.last_ts - self.first_ts).total_seconds() / 3600
+
+    def increase(self, metric: str) -> float:
+        """How far ``metric`` advanced (a register reset counts as no advance)."""
+        return max(0.0, self.last[metric] - self.first[metric])
+
+
 class RollingAggregates:
-    """Per device type: readings, metric mean/min/max over ``window``, energy since start."""
+    """Per device type: readings, metric mean/min/max over ``window``; counters since first seen.
+
+    ``profiles``: the fleet's device types (default: the process's), which say each type's
+    metrics and which of them are counters.
+    """
 
     def __init__(
-        self, window: timedelta = timedelta(minutes=5), max_devices: int = 100_000
+        self,
+        window: timedelta = timedelta(minutes=5),
+        max_devices: int = 100_000,
+        profiles: Profiles | None = None,
     ) -> None:
         if window <= timedelta(0) or max_devices < 1:
             raise ValueError("window must be positive and max_devices at least 1")
         self.window = window
         self.max_devices = max_devices
+        self.profiles = profiles or active().profiles
+        self._metrics = self.profiles.metrics
+        self._counters = {t.name: t.of_kind("counter") for t in self.profiles.types}
         self._buckets: dict[str, deque[_Bucket]] = defaultdict(deque)
-        self._energy_first: OrderedDict[str, tuple[str, float]] = OrderedDict()
-        self._energy_last: dict[str, float] = {}
+        self._runs: OrderedDict[str, CounterRun] = OrderedDict()
+        """device id → its counters' run, for devices of a type with counter metrics."""
         self._devices: dict[str, set[str]] = defaultdict(set)
         self.latest: dict[str, Reading] = {}
         """device id → its most recent reading (status, map and drill-down views)."""
@@ -56,14 +90,14 @@ class RollingAggregates:
                 latest[r.device_id] = r
         for device_type, group in by_type.items():
             self._add_bucket(device_type, group)
-            self._track_energy(device_type, group)
+            self._track_counters(self._counters[device_type], group)
         for buckets in self._buckets.values():
             while buckets and buckets[0].ts < newest - self.window:
                 buckets.popleft()
 
     def _add_bucket(self, device_type: str, group: list[Reading]) -> None:
         sums, mins, maxs = {}, {}, {}
-        for metric in METRICS[device_type]:
+        for metric in self._metrics[device_type]:
             values = np.fromiter((getattr(r, metric) for r in group), float, len(group))
             sums[metric], mins[metric], maxs[metric] = values.sum(), values.min(), values.max()
         ts = max(r.ts for r in group)
@@ -72,29 +106,26 @@ class RollingAggregates:
         if len(devices) < self.max_devices:
             devices.update(r.device_id for r in group)
 
-    def _track_energy(self, device_type: str, group: list[Reading]) -> None:
-        if "energy" not in METRICS[device_type]:
+    def _track_counters(self, counters: tuple[str, ...], group: list[Reading]) -> None:
+        if not counters:
             return
+        runs = self._runs
         for r in group:
-            if r.device_id not in self._energy_first:
-                if len(self._energy_first) >= self.max_devices:
-                    old, _ = self._energy_first.popitem(last=False)
-                    self._energy_last.pop(old, None)
-                self._energy_first[r.device_id] = (device_type, r.energy)
-            self._energy_last[r.device_id] = r.energy
+            values = {m: float(getattr(r, m)) for m in counters}
+            run = runs.get(r.device_id)
+            if run is None:
+                if len(runs) >= self.max_devices:
+                    runs.popitem(last=False)
+                runs[r.device_id] = CounterRun(r.device_type, r.ts, values, r.ts, values)
+            elif r.ts >= run.last_ts:
+                run.last_ts, run.last = r.ts, values
 
-    def energy_by_device(self) -> dict[str, float]:
-        """Energy (kWh) each metered device's register advanced since it was first seen."""
-        return {
-            device_id: max(0.0, self._energy_last[device_id] - first)
-            for device_id, (_type, first) in self._energy_first.items()
-        }
+    def counter_runs(self) -> dict[str, CounterRun]:
+        """device id → its counters since first seen; a copy later batches do not change."""
+        return {device_id: copy.copy(run) for device_id, run in self._runs.items()}
 
     def snapshot(self) -> dict[str, dict[str, object]]:
-        """Per device type: devices seen, readings in the window, metric stats, energy figures."""
-        energy: dict[str, float] = defaultdict(float)
-        for device_id, kwh in self.energy_by_device().items():
-            energy[self._energy_first[device_id][0]] += kwh
+        """Per device type: devices seen, readings in the window, metric stats over it."""
         out: dict[str, dict[str, object]] = {}
         for device_type, buckets in self._buckets.items():
             if not buckets:
@@ -107,17 +138,12 @@ class RollingAggregates:
                     "min": min(b.mins[m] for b in buckets),
                     "max": max(b.maxs[m] for b in buckets),
                 }
-                for m in METRICS[device_type]
+                for m in self._metrics[device_type]
             }
-            devices = len(self._devices[device_type])
-            entry: dict[str, object] = {
-                "devices": devices,
+            out[device_type] = {
+                "devices": len(self._devices[device_type]),
                 "readings": count,
                 "readings_per_s": count / span_s,
                 "metrics": metrics,
             }
-            if device_type in energy:
-                entry["energy_kwh"] = energy[device_type]
-                entry["mean_power_w"] = metrics["power"]["mean"]
-            out[device_type] = entry
         return out

@@ -55,7 +55,7 @@ class ControlsPanel:
         self.links.value = (
             download_link(
                 f"readings-{stamp}.csv",
-                readings_csv(readings),
+                readings_csv(readings, self.session.profiles),
                 f"readings-{stamp}.csv ({len(readings):,} rows)",
             )
             + " · "

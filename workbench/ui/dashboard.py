@@ -1,7 +1,7 @@
 """The live dashboard: every panel on one viewer's session, refreshed without blocking the kernel.
 
 The charts that follow the stream (overview, trend, alert feed) redraw four times a second; the
-fleet views (map, device mix, energy, alert history, tuning effect) at the chosen interval
+fleet views (map, device mix, counters, alert history, tuning effect) at the chosen interval
 (1–10 s). Either way the UI rate is independent of the ingest rate. A hidden ``Play`` widget
 ticks from the browser; when the ticks stop (tab closed) the watchdog stops this viewer's
 pipeline, so its kernel goes idle and the server culls it.
@@ -21,7 +21,8 @@ import ipywidgets as widgets
 from workbench.config import Settings
 from workbench.ui.alerts_view import AlertFeedPanel, AlertHistoryPanel
 from workbench.ui.controls import ControlsPanel
-from workbench.ui.fleet_views import DistributionPanel, EnergyPanel, MapPanel
+from workbench.ui.counters import CountersPanel
+from workbench.ui.fleet_views import DistributionPanel, MapPanel
 from workbench.ui.overview import OverviewPanel
 from workbench.ui.session import LiveSession
 from workbench.ui.style import CSS
@@ -32,12 +33,14 @@ LIVE_TICK_S = 0.25
 HEARTBEAT_MS = 1_000
 WATCHDOG_S = float(os.environ.get("WORKBENCH_WATCHDOG_S", "30"))
 """Stop the pipeline when the page's heartbeat has been silent this long (s)."""
-DEVICE_OPTIONS = 500
 GIL_SWITCH_S = 0.001
 
 
 class Dashboard:
-    """All panels for one ``LiveSession``; display it in a notebook or let Voilà render it."""
+    """All panels for one ``LiveSession``; display it in a notebook or let Voilà render it.
+
+    The pickers, units, counters and map follow the session's profiles (its fleet's device types).
+    """
 
     def __init__(self, session: LiveSession | None = None, heartbeat: bool = True) -> None:
         self.session = session or LiveSession()
@@ -45,8 +48,8 @@ class Dashboard:
         self.overview = OverviewPanel(s)
         self.trend = TrendPanel(s)
         self.distribution = DistributionPanel()
-        self.energy = EnergyPanel()
-        self.map = MapPanel()
+        self.counters = CountersPanel(s.profiles)
+        self.map = MapPanel(s.profiles)
         self.feed = AlertFeedPanel(s.alerts)
         self.history = AlertHistoryPanel(s.alerts)
         self.tuning = TuningPanel(s)
@@ -68,7 +71,7 @@ class Dashboard:
                 self.tuning.widget,
                 self.map.widget,
                 self.distribution.widget,
-                self.energy.widget,
+                self.counters.widget,
                 self.history.widget,
                 self.controls.widget,
             ]
@@ -133,17 +136,16 @@ class Dashboard:
         s = self.session
         agg = s.stage.aggregates
 
-        def gather() -> tuple[dict, dict, dict]:
-            return agg.snapshot(), dict(agg.latest), agg.energy_by_device()
+        def gather() -> tuple[dict, dict]:
+            return dict(agg.latest), agg.counter_runs()
 
-        snapshot, latest, energy = await s.stage.between_batches(gather)
+        latest, runs = await s.stage.between_batches(gather)
         self.distribution.refresh(latest)
         self.map.refresh(latest, s.alerts.active())
-        self.energy.refresh(snapshot, energy, latest, s.span_hours())
+        self.counters.refresh(runs, latest)
         self.history.refresh()
         self.tuning.refresh()
-        ids = sorted(d for d, r in latest.items() if r.device_type == self.trend.type_dd.value)
-        self.trend.set_options(ids[:DEVICE_OPTIONS])
+        self.trend.follow_fleet(latest)
 
     def _kick_heartbeat(self) -> None:
         """Play only ticks after ``playing`` goes False → True while a page shows it, and the

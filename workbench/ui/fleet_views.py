@@ -1,19 +1,19 @@
-"""Fleet-wide views refreshed at the dashboard's interval: device mix, energy, and the map."""
+"""Fleet-wide views refreshed at the dashboard's interval: device mix and the map (counters are
+in :mod:`workbench.ui.counters`)."""
 
 from __future__ import annotations
 
-import html
 import random
-from collections import Counter, defaultdict
+from collections import Counter
 
 import bqplot as bq
 import ipywidgets as widgets
 import numpy as np
 
 from workbench.alerts.model import Alert
+from workbench.profiles.model import Profiles
 from workbench.schema import Reading
-from workbench.simulator.fleet import nearest_site
-from workbench.ui.style import STATUS_COLOURS, card, table
+from workbench.ui.style import STATUS_COLOURS, card
 
 MAP_POINTS = 3_000
 """Most devices drawn on the map; devices with an alert are always among them."""
@@ -56,64 +56,12 @@ class DistributionPanel:
         self.note.value = f'<span class="wb-note">{sum(counts.values()):,} devices seen</span>'
 
 
-class EnergyPanel:
-    """Energy used (kWh) per site as bars; per type and per site with efficiency as tables."""
-
-    def __init__(self) -> None:
-        x, y = bq.OrdinalScale(), bq.LinearScale(min=0)
-        self.bars = bq.Bars(scales={"x": x, "y": y}, colors=["#2ca02c"])
-        self.figure = bq.Figure(
-            marks=[self.bars],
-            axes=[
-                bq.Axis(scale=x),
-                bq.Axis(scale=y, side="left", label="energy (kWh)", tick_format=".2f"),
-            ],
-            animation_duration=0,
-            fig_margin=_MARGIN,
-            layout=widgets.Layout(width="100%", height="220px", min_width="0"),
-        )
-        self.tables = widgets.HTML()
-        self.widget = card("Energy", self.figure, self.tables)
-
-    def refresh(
-        self,
-        snapshot: dict[str, dict[str, object]],
-        energy: dict[str, float],
-        latest: dict[str, Reading],
-        hours: float,
-    ) -> None:
-        """``energy``: kWh per metered device since first seen, over ``hours`` of data time."""
-        hours = max(hours, 1e-6)
-        by_site: dict[str, list[float]] = defaultdict(list)
-        for device_id, kwh in energy.items():
-            r = latest.get(device_id)
-            by_site[nearest_site(r.lat, r.lon) if r else "unknown"].append(kwh)
-        sites = sorted(by_site)
-        with self.bars.hold_sync():
-            self.bars.x = sites
-            self.bars.y = [sum(by_site[s]) for s in sites]
-
-        def row(name: str, kwh: float, devices: int, power: object = None) -> list[str]:
-            per = kwh / max(devices, 1) / hours
-            watts = "–" if power is None else f"{float(power):,.0f} W"
-            return [html.escape(name), f"{kwh:,.3f} kWh", f"{devices:,}", f"{per:,.4f}", watts]
-
-        header = ["", "energy", "devices", "kWh per device per h", "mean power"]
-        types = [
-            row(t, float(s["energy_kwh"]), int(s["devices"]), s.get("mean_power_w"))
-            for t, s in sorted(snapshot.items())
-            if "energy_kwh" in s
-        ]
-        site_rows = [row(s, sum(by_site[s]), len(by_site[s])) for s in sites]
-        self.tables.value = (
-            "<b>by type</b>" + table(header, types) + "<b>by site</b>" + table(header, site_rows)
-        )
-
-
 class MapPanel:
-    """Devices at their positions, coloured by status (a plain lat/lon plot: works offline)."""
+    """Devices at their positions, coloured by status (a plain lat/lon plot: works offline); for
+    a fleet whose profile maps no position, only the status counts."""
 
-    def __init__(self) -> None:
+    def __init__(self, profiles: Profiles) -> None:
+        self.located = profiles.has_location
         x, y = bq.LinearScale(min=-180, max=180), bq.LinearScale(min=-60, max=75)
         self.colour_scale = bq.OrdinalColorScale(
             domain=list(STATUS_COLOURS), colors=list(STATUS_COLOURS.values())
@@ -138,12 +86,21 @@ class MapPanel:
             f'<span style="color:{c}">●</span> {s}' for s, c in STATUS_COLOURS.items()
         )
         self.note = widgets.HTML()
-        self.widget = card(
-            "Map", self.figure, widgets.HTML(f'<span class="wb-note">{legend}</span>'), self.note
-        )
+        self.legend = widgets.HTML(f'<span class="wb-note">{legend}</span>')
+        if not self.located:
+            self.figure.layout.display = self.legend.layout.display = "none"
+        self.widget = card("Map", self.figure, self.legend, self.note)
 
     def refresh(self, latest: dict[str, Reading], active: list[Alert]) -> None:
         status = device_status(active)
+        counts = Counter(status.get(d, "ok") for d in latest)
+        shown = ", ".join(f"{counts[s]:,} {s}" for s in STATUS_COLOURS if counts[s])
+        if not self.located:
+            self.note.value = (
+                '<span class="wb-note">no map: this fleet\'s readings carry no location (its '
+                f"profile maps no lat/lon) · {len(latest):,} devices · {shown or 'none yet'}</span>"
+            )
+            return
         ids = list(latest)
         if len(ids) > MAP_POINTS:
             flagged = [d for d in ids if d in status]
@@ -156,8 +113,6 @@ class MapPanel:
             self.scatter.y = np.array([latest[d].lat for d in ids], dtype=float)
             self.scatter.color = [status.get(d, "ok") for d in ids]
             self.scatter.names = ids
-        counts = Counter(status.get(d, "ok") for d in latest)
-        shown = ", ".join(f"{counts[s]:,} {s}" for s in STATUS_COLOURS if counts[s])
         self.note.value = (
             f'<span class="wb-note">{len(ids):,} of {len(latest):,} devices drawn · {shown}</span>'
         )

@@ -23,9 +23,12 @@ from workbench.config import TOPIC_READINGS, TOPIC_TRUTH, Settings
 from workbench.evaluation.events import KindScore, score_events
 from workbench.evaluation.replay import ReplayResult, replay
 from workbench.models.ensemble import EnsembleDetector
+from workbench.profiles.active import active
+from workbench.profiles.compile import CompiledProfiles
+from workbench.streams.aggregate import RollingAggregates
 from workbench.streams.detect import DetectionStage
 from workbench.streams.source import from_kafka_readings
-from workbench.streams.validate import ReadingBatch
+from workbench.streams.validate import ReadingBatch, ReadingValidator
 from workbench.ui.buffers import RecentReadings
 from workbench.ui.truth import TruthFeed
 
@@ -79,17 +82,28 @@ class LiveSession:
         buffer_size: int = 300_000,
         detector: EnsembleDetector | None = None,
         policy: SeverityPolicy | None = None,
+        profiles: CompiledProfiles | None = None,
     ) -> None:
+        """``profiles``: the fleet's device types and wire format (default: the process's)."""
+        compiled = profiles or active()
+        self.profiles = compiled.profiles
+        """The device types, metrics and units the views offer: what the validator accepts."""
         self.settings = settings or Settings.from_env()
         self.group_id = group_id or f"workbench-view-{uuid.uuid4().hex[:10]}"
         self.recent = RecentReadings(buffer_size)
         self.alerts = AlertLog()
         self.detector = detector or EnsembleDetector()
-        self.stage = DetectionStage(self.detector, AlertManager(policy))
+        aggregates = RollingAggregates(profiles=self.profiles)
+        self.stage = DetectionStage(self.detector, AlertManager(policy), aggregates=aggregates)
         # The pipeline of `workbench up`/`consume` owns the dead-letter topic: N viewers must not
         # write N copies of each malformed record, so a view only counts its rejects.
         self.source = from_kafka_readings(
-            self.settings, topic=topic, group_id=self.group_id, start=start, deadletter_topic=None
+            self.settings,
+            topic=topic,
+            group_id=self.group_id,
+            start=start,
+            deadletter_topic=None,
+            validator=ReadingValidator(profiles=compiled),
         )
         self.truth = TruthFeed(self.settings, truth_topic) if truth_topic else None
         self.batch_listeners: list[Callable[[ReadingBatch], object]] = []
@@ -97,7 +111,6 @@ class LiveSession:
         self.alert_listeners: list[Callable[[list[Alert]], object]] = []
         self.data_now: datetime | None = None
         """Data time the pipeline has reached (the watermark)."""
-        self.first_data: datetime | None = None
         self.applied_at: datetime | None = None
         """Data time the current settings took effect (quality is judged from then on)."""
         self.started = False
@@ -133,8 +146,6 @@ class LiveSession:
         newest = batch.watermark or max(r.ts for r in batch.readings)
         if self.data_now is None or newest > self.data_now:
             self.data_now = newest
-        if self.first_data is None:
-            self.first_data = min(r.ts for r in batch.readings)
         if self.applied_at is None:
             self.applied_at = self.data_now
         for listener in self.batch_listeners:
@@ -217,12 +228,6 @@ class LiveSession:
             self._replays,
             lambda: replay(readings, params, policy, minutes * 60, truths, progress=report),
         )
-
-    def span_hours(self) -> float:
-        """Data time this view has watched (h)."""
-        if self.first_data is None or self.data_now is None:
-            return 0.0
-        return (self.data_now - self.first_data).total_seconds() / 3600
 
     def clear(self) -> None:
         """Forget buffered readings and alerts shown (the pipeline keeps running)."""

@@ -1,4 +1,8 @@
-"""Metric trend for one device or a device type (mean), with the alerts on it as markers."""
+"""Metric trend for one device or a device type (mean), with the alerts on it as markers.
+
+The type and metric pickers offer what the session's profiles declare, each metric with its unit.
+A binary metric's type mean is the share of readings at 1, and the panel says how many of the
+type's devices are at 1 now ("open: 3 of 12 devices")."""
 
 from __future__ import annotations
 
@@ -11,8 +15,8 @@ import bqplot as bq
 import ipywidgets as widgets
 import numpy as np
 
-from workbench import schema
 from workbench.alerts.model import Alert
+from workbench.profiles.model import Metric
 from workbench.schema import Reading
 from workbench.streams.validate import ReadingBatch
 from workbench.ui.buffers import as_datetime64, minmax_downsample
@@ -23,15 +27,19 @@ MAX_POINTS = 2_000
 """Most points drawn per chart (SVG stays smooth with a few thousand)."""
 SERIES_SIZE = 20_000
 TYPE_MEAN = "all devices (mean)"
+DEVICE_OPTIONS = 500
+"""Most devices offered in the device box (typing any other id works too)."""
 
 
 class TrendPanel:
     """Pick a type, a metric and optionally a device; the chart follows the live stream."""
 
-    def __init__(self, session: LiveSession, device_type: str = "thermostat") -> None:
+    def __init__(self, session: LiveSession, device_type: str | None = None) -> None:
         self.session = session
+        self.profiles = session.profiles
+        types = self.profiles.type_names
         self.type_dd = widgets.Dropdown(
-            options=list(schema.METRICS), value=device_type, description="type"
+            options=types, value=device_type or types[0], description="type"
         )
         self.metric_dd = widgets.Dropdown(description="metric")
         # Only a finished entry (Enter or leaving the box) rebuilds the series: one scan of the
@@ -61,6 +69,8 @@ class TrendPanel:
             layout=widgets.Layout(width="100%", height="300px", min_width="0"),
         )
         self.status = widgets.HTML()
+        self.state = widgets.HTML()
+        """For a binary metric: how many of the type's devices are at 1 in their latest reading."""
         self.probe = widgets.HTML(layout=widgets.Layout(display="none"))
         """Timestamps (ms) of the points each update added: lets a test time produce → screen."""
         self.probe.add_class("wb-trend-probe")
@@ -68,7 +78,7 @@ class TrendPanel:
             [full_width(self.type_dd), full_width(self.metric_dd), full_width(self.device_cb)],
             layout=widgets.Layout(flex_flow="row wrap", width="100%"),
         )
-        self.widget = card("Trend", controls, self.figure, self.status, self.probe)
+        self.widget = card("Trend", controls, self.figure, self.status, self.state, self.probe)
         self._x: deque[datetime] = deque(maxlen=SERIES_SIZE)
         self._y: deque[float] = deque(maxlen=SERIES_SIZE)
         self._marks: deque[Alert] = deque(maxlen=500)
@@ -87,15 +97,30 @@ class TrendPanel:
     def device(self) -> str | None:
         return self.device_cb.value.strip() or None
 
+    @property
+    def metric(self) -> Metric | None:
+        """The picked metric as its type declares it."""
+        name = self.metric_dd.value
+        return None if name is None else self.profiles.type(self.type_dd.value).metric(name)
+
     def _set_metrics(self) -> None:
-        metrics = list(schema.METRICS[self.type_dd.value])
-        self.metric_dd.options = metrics
-        self.metric_dd.value = "temperature" if "temperature" in metrics else metrics[0]
-        self.y_axis.label = f"{self.metric_dd.value} ({schema.UNITS[self.metric_dd.value]})"
+        metrics = self.profiles.type(self.type_dd.value).metric_names
+        self.metric_dd.options = [(self.profiles.label(m), m) for m in metrics]
+        self.metric_dd.value = metrics[0]
+        self._label_axis()
+
+    def _label_axis(self) -> None:
+        metric = self.metric
+        if metric is None:
+            return
+        if metric.kind == "binary" and self.device is None:
+            self.y_axis.label = f"{metric.name}: share of readings at 1 (0–1)"
+        else:
+            self.y_axis.label = self.profiles.label(metric.name)
 
     def _on_type(self, _change: object) -> None:
+        self._set_metrics()  # first: the picked metric may not be one of the new type's
         self.device_cb.value = ""
-        self._set_metrics()
         self.reselect()
 
     def _matches(self, r: Reading) -> bool:
@@ -108,7 +133,7 @@ class TrendPanel:
         metric = self.metric_dd.value
         if metric is None:
             return
-        self.y_axis.label = f"{metric} ({schema.UNITS[metric]})"
+        self._label_axis()
         self._x.clear()
         self._y.clear()
         self._second, self._sum, self._count = -1, 0.0, 0
@@ -122,10 +147,23 @@ class TrendPanel:
         self._marks.extend(a for a in self.session.alerts.by_id.values() if self._marks_alert(a))
         self._dirty = True
 
-    def set_options(self, device_ids: list[str]) -> None:
-        """Offer these devices of the selected type in the device box."""
-        if list(self.device_cb.options) != device_ids:
-            self.device_cb.options = device_ids
+    def follow_fleet(self, latest: dict[str, Reading]) -> None:
+        """Offer the selected type's devices in the device box; for a binary metric, say how
+        many of them are at 1 in ``latest`` (each device's newest reading)."""
+        mine = [r for r in latest.values() if r.device_type == self.type_dd.value]
+        ids = sorted(r.device_id for r in mine)[:DEVICE_OPTIONS]
+        if list(self.device_cb.options) != ids:
+            self.device_cb.options = ids
+        metric = self.metric
+        if metric is None or metric.kind != "binary":
+            self.state.value = ""
+            return
+        on = sum(1 for r in mine if getattr(r, metric.name))
+        unit = html.escape(metric.unit)
+        self.state.value = (
+            f'<span class="wb-note">{html.escape(metric.name)}: {on:,} of {len(mine):,} '
+            f"devices at 1 now ({unit})</span>"
+        )
 
     # -- feeding ---------------------------------------------------------------------------
     def _add_means(self, readings: list[Reading]) -> None:

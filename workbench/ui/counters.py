@@ -1,0 +1,149 @@
+"""The counters panel: how far each counter the fleet's profile declares (an energy register, a
+water meter's volume) advanced, per device type and per site, with its rates, in its own unit."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import bqplot as bq
+import ipywidgets as widgets
+
+from workbench.profiles.model import Profiles
+from workbench.schema import Reading
+from workbench.simulator.fleet import nearest_site
+from workbench.streams.aggregate import CounterRun
+from workbench.ui.style import card, table
+
+MARGIN = {"top": 10, "bottom": 30, "left": 60, "right": 10}
+
+
+def quantity(value: float | None, unit: str) -> str:
+    """A number to 4 significant figures with its unit (``1,235 kWh``, ``0.7500 m³``)."""
+    if value is None:
+        return "–"
+    digits = max(0, 3 - math.floor(math.log10(abs(value)))) if value else 0
+    return f"{value:,.{digits}f} {unit}"
+
+
+@dataclass
+class CounterTotal:
+    """What one counter advanced over a group of devices, and the data time they were watched."""
+
+    increase: float = 0.0
+    devices: int = 0
+    device_hours: float = 0.0
+
+    def per_device_per_hour(self) -> float | None:
+        """Mean advance of one device in one hour of data time; None before any time passed."""
+        return self.increase / self.device_hours if self.device_hours > 0 else None
+
+    def rate(self) -> float | None:
+        """The whole group's advance per hour (its devices' rates added up)."""
+        per = self.per_device_per_hour()
+        return None if per is None else per * self.devices
+
+
+def counter_totals(
+    runs: Mapping[str, CounterRun], metric: str, group: Callable[[str, CounterRun], str]
+) -> dict[str, CounterTotal]:
+    """Group name → ``metric``'s total over the devices ``group(device_id, run)`` puts there."""
+    totals: dict[str, CounterTotal] = defaultdict(CounterTotal)
+    for device_id, run in runs.items():
+        if metric in run.last:
+            total = totals[group(device_id, run)]
+            total.increase += run.increase(metric)
+            total.devices += 1
+            total.device_hours += run.hours
+    return dict(sorted(totals.items()))
+
+
+def site_of(reading: Reading | None) -> str:
+    """The named site a reading's position is at ('elsewhere' far from any; 'unknown' without)."""
+    if reading is None or reading.lat is None or reading.lon is None:
+        return "unknown"
+    return nearest_site(reading.lat, reading.lon)
+
+
+class CountersPanel:
+    """Each counter metric's advance as bars (per site, or per type for a fleet with no
+    locations) and, for every counter, tables per type and per site."""
+
+    def __init__(self, profiles: Profiles) -> None:
+        self.profiles = profiles
+        self.metrics = tuple(dict.fromkeys(m for t in profiles.types for m in t.of_kind("counter")))
+        self.picker = widgets.Dropdown(
+            options=[(profiles.label(m), m) for m in self.metrics], description="counter"
+        )
+        x, y = bq.OrdinalScale(), bq.LinearScale(min=0)
+        self.bars = bq.Bars(scales={"x": x, "y": y}, colors=["#2ca02c"])
+        self.y_axis = bq.Axis(scale=y, side="left", tick_format=",.4~g")
+        self.figure = bq.Figure(
+            marks=[self.bars],
+            axes=[bq.Axis(scale=x), self.y_axis],
+            animation_duration=0,
+            fig_margin=MARGIN,
+            layout=widgets.Layout(width="100%", height="220px", min_width="0"),
+        )
+        self.tables = widgets.HTML()
+        self.tables.add_class("wb-counters")
+        if not self.metrics:
+            self.picker.layout.display = self.figure.layout.display = "none"
+            self.tables.value = (
+                '<span class="wb-note">this fleet\'s profile declares no counter metrics</span>'
+            )
+        self.widget = card("Counters", self.picker, self.figure, self.tables)
+        self._runs: Mapping[str, CounterRun] = {}
+        self._latest: Mapping[str, Reading] = {}
+        self.picker.observe(lambda _c: self._draw_bars(), "value")
+
+    def refresh(self, runs: Mapping[str, CounterRun], latest: Mapping[str, Reading]) -> None:
+        """``runs``: each metered device's counters since first seen; ``latest``: its reading."""
+        if not self.metrics:
+            return
+        self._runs, self._latest = runs, latest
+        self._draw_bars()
+        header = ["", "increase", "devices", "per device per h", "rate"]
+        parts = []
+        for metric in self.metrics:
+            unit = self.profiles.units[metric]
+            sections = [("by type", self._totals(metric, by_site=False))]
+            if self.profiles.has_location:
+                sections.append(("by site", self._totals(metric, by_site=True)))
+            for title, totals in sections:
+                rows = [
+                    [
+                        html.escape(name),
+                        html.escape(quantity(t.increase, unit)),
+                        f"{t.devices:,}",
+                        html.escape(quantity(t.per_device_per_hour(), f"{unit}/h")),
+                        html.escape(quantity(t.rate(), f"{unit}/h")),
+                    ]
+                    for name, t in totals.items()
+                ]
+                label = html.escape(self.profiles.label(metric))
+                parts.append(f"<b>{label} {title}</b>" + table(header, rows))
+        if not self.profiles.has_location:
+            parts.append(
+                '<span class="wb-note">no per-site tables: this fleet\'s readings carry no '
+                "location</span>"
+            )
+        self.tables.value = "".join(parts)
+
+    def _totals(self, metric: str, by_site: bool) -> dict[str, CounterTotal]:
+        if by_site:
+            return counter_totals(self._runs, metric, lambda d, _r: site_of(self._latest.get(d)))
+        return counter_totals(self._runs, metric, lambda _d, run: run.device_type)
+
+    def _draw_bars(self) -> None:
+        metric = self.picker.value
+        if metric is None:
+            return
+        totals = self._totals(metric, by_site=self.profiles.has_location)
+        self.y_axis.label = self.profiles.label(metric)
+        with self.bars.hold_sync():
+            self.bars.x = list(totals)
+            self.bars.y = [t.increase for t in totals.values()]
