@@ -137,3 +137,49 @@ def test_a_stop_during_a_rebalance_still_commits_what_was_handled(
     asyncio.run(run())
     assert backend.committed == {0: 10}  # before the fix: {} (one try, then closed)
     assert backend.polls_after_stop >= 1  # it let the rebalance complete between tries
+
+
+class RefusesTheLastBatchsCommitOnce(LagFailsOnce):
+    """Two polls of readings, then none; the commit after the last one meets a rebalance."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commit_calls = 0
+
+    def commit(self, offsets: dict[int, int]) -> None:
+        self.commit_calls += 1
+        if self.commit_calls == 2:
+            raise RuntimeError("RebalanceInProgressError: the consumer is undergoing a rebalance")
+        super().commit(offsets)
+
+    def lag(self) -> int | None:
+        return 0
+
+
+def test_a_commit_refused_during_a_rebalance_is_counted_but_the_source_is_still_consuming(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backend = RefusesTheLastBatchsCommitOnce()
+    monkeypatch.setattr(source_module, "make_consumer", lambda *_args: backend)
+
+    async def run() -> tuple[str, int]:
+        source = from_kafka_readings(
+            Settings.from_env(bootstrap_servers="localhost:1"),
+            topic="t",
+            group_id="g",
+            deadletter_topic=None,
+            commit_interval_s=0,
+            poll_timeout_s=0.01,
+        )
+        source.start()
+        while backend.committed != {0: 10}:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # idle polls after the last batch: no record to reset the status
+        status, errors = source.metrics.status, source.metrics.errors
+        source.stop()
+        await asyncio.wait_for(source.wait_stopped(), 10)
+        return status, errors
+
+    status, errors = asyncio.run(asyncio.wait_for(run(), 20))
+    assert status == "consuming"  # it was "reconnecting" until the next batch of records came
+    assert errors == 1

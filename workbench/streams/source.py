@@ -190,6 +190,7 @@ class from_kafka_readings(Source):
             if fetched is None:
                 break
             raw, batch = fetched
+            self.metrics.status = "consuming"  # a poll got through, with or without records
             if (
                 raw is not None
                 and batch is not None
@@ -254,7 +255,9 @@ class from_kafka_readings(Source):
         try:
             await self._in_thread(consumer.commit, offsets)
         except Exception as exc:
-            self.metrics.record_error(exc)
+            # The consumer is still fetching: a commit refused during a rebalance is counted as an
+            # error and retried, but the pipeline is not reconnecting.
+            self.metrics.record_error(exc, status="consuming")
             if type(exc).__name__ == "CommitFailedError":  # group rebalanced: partitions moved on
                 self._pending.clear()
             log.warning("commit failed (%s); will retry", exc)
