@@ -38,15 +38,16 @@ def test_stats_counters_and_window() -> None:
     assert snap["devices"] == 2 and snap["readings"] == 4
     assert snap["metrics"]["power"] == {"mean": 250.0, "min": 100.0, "max": 400.0}
     runs = agg.counter_runs()
-    assert runs["m-1"].increase("energy") == pytest.approx(0.5)
-    assert runs["m-2"].increase("energy") == pytest.approx(0.25)
+    assert runs["m-1"].advance("energy") == pytest.approx(0.5)
+    assert runs["m-2"].advance("energy") == pytest.approx(0.25)
+    assert runs["m-2"].advance("energy", falls=True) == 0.0  # a rise is no advance for a battery
     assert runs["m-1"].hours == pytest.approx(30 / 3600)
     agg.update([meter(1, 120, 1000, 11.0)])  # the first two buckets fall out of the window
     snap = agg.snapshot()["smart_meter"]
     assert snap["readings"] == 1 and snap["metrics"]["power"]["min"] == 1000.0
-    assert runs["m-1"].increase("energy") == pytest.approx(0.5)  # a copy: later batches leave it
+    assert runs["m-1"].advance("energy") == pytest.approx(0.5)  # a copy: later batches leave it
     after = agg.counter_runs()["m-1"]
-    assert after.increase("energy") == pytest.approx(1.0)  # since first seen, not windowed
+    assert after.advance("energy") == pytest.approx(1.0)  # since first seen, not windowed
     assert after.hours == pytest.approx(120 / 3600)
     assert agg.latest["m-1"].power == 1000 and agg.latest["m-2"].power == 400
 
@@ -69,6 +70,6 @@ def test_a_profiles_own_counters_and_binary_metrics_are_followed() -> None:
     agg.update([reading("meter", "M-1", 0, volume=100.0), reading("door", "D-1", 0, open=True)])
     agg.update([reading("meter", "M-1", 30, volume=112.5), reading("door", "D-2", 30, open=0)])
     (run,) = agg.counter_runs().values()  # doors have no counter
-    assert (run.device_type, run.increase("volume"), run.hours) == ("meter", 12.5, 0.5)
+    assert (run.device_type, run.advance("volume"), run.hours) == ("meter", 12.5, 0.5)
     doors = agg.snapshot()["door"]
     assert doors["devices"] == 2 and doors["metrics"]["open"]["mean"] == 0.5  # share open

@@ -1,17 +1,20 @@
-"""NAB scorer (hand-computed cases), the univariate detector, and the NAB runner."""
+"""NAB scorer (hand-computed cases), the univariate detector, and `workbench eval nab` (the live
+detection stage on profiles drafted from the corpus)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
+import os
 import random
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from workbench.evaluation.nab import run_nab
 from workbench.evaluation.nab_score import (
     PROFILES,
     label_file,
@@ -21,6 +24,7 @@ from workbench.evaluation.nab_score import (
     score_file,
 )
 from workbench.models.univariate import UnivariateDetector
+from workbench.profiles.load import load_profiles
 
 NAB_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "nab"
 T0 = datetime(2024, 1, 1)
@@ -216,10 +220,15 @@ def test_state_is_bounded() -> None:
 # -- runner ---------------------------------------------------------------------------------
 
 
-def write_corpus(root: Path) -> Path:
+def write_corpus(root: Path, spike_at: int | None = None) -> Path:
+    """Two NAB-format files of a daily cycle (5-minute rows), one window each over rows
+    300–340; ``spike_at``: the first file's row there jumps by 20 (the cycle's range is 6)."""
     data = root / "data"
     labels = {}
-    for name, values in {"cat_a/one.csv": daily(600), "cat_b/two.csv": daily(400, seed=2)}.items():
+    first = daily(600)
+    if spike_at is not None:
+        first[spike_at] += 20
+    for name, values in {"cat_a/one.csv": first, "cat_b/two.csv": daily(400, seed=2)}.items():
         path = data / name
         path.parent.mkdir(parents=True)
         stamps = [(T0 + timedelta(minutes=5 * i)).strftime("%Y-%m-%d %H:%M:%S") for i in range(600)]
@@ -231,45 +240,63 @@ def write_corpus(root: Path) -> Path:
     return data
 
 
-def test_runner_writes_scores_and_never_shows_labels(tmp_path: Path) -> None:
-    data = write_corpus(tmp_path)
-    seen: list[tuple] = []
+def _eval_nab(data: Path, out: Path, *extra: str) -> dict:
+    """`workbench eval nab --json` in a process of its own (it runs on the profiles it drafts)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "workbench.cli",
+            "eval",
+            "nab",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--json",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "WORKBENCH_PROFILES"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "readings/s" in done.stderr  # progress, with its unit
+    return json.loads(done.stdout)
 
-    class Spy(UnivariateDetector):
-        def score_learn_one(self, value, ts=None):
-            seen.append((value, ts))
-            return super().score_learn_one(value, ts)
 
-    made: list[int] = []
-
-    def factory(*args, **kwargs) -> UnivariateDetector:
-        assert not args and not kwargs  # nothing label-derived can reach a detector
-        made.append(1)
-        return Spy()
-
-    messages: list[str] = []
-    results = run_nab(data, tmp_path / "out", None, factory, messages.append)
-    assert len(made) == 2 and len(messages) == 2 and "rows/s" in messages[0]
-    assert all(isinstance(v, float) and isinstance(t, datetime) for v, t in seen)
-    assert len(seen) == 1000
+def test_eval_nab_runs_the_live_stage_on_drafted_profiles_and_never_shows_it_labels(
+    tmp_path: Path,
+) -> None:
+    data = write_corpus(tmp_path, spike_at=320)
+    results = _eval_nab(data, tmp_path / "out")
+    drafted = load_profiles(tmp_path / "out" / "nab-profiles.toml")  # profiles check accepts it
+    assert drafted.type_names == ("one", "two")
+    one = drafted.type("one")
+    assert one.interval_s == 300 and one.metric_names == ("value",)
+    assert one.metric("value").min == 0 and one.metric("value").max >= 2 * 16
     for name, n in {"cat_a/one.csv": 600, "cat_b/two.csv": 400}.items():
         with (tmp_path / "out" / name).open() as fh:
             rows = list(csv.DictReader(fh))
         assert len(rows) == n
         assert set(rows[0]) == {"timestamp", "value", "anomaly_score"}
         assert all(0.0 <= float(r["anomaly_score"]) <= 1.0 for r in rows)
-    assert set(results["profiles"]) == set(PROFILES)
-    assert results["profiles"]["standard"]["files"]["cat_a/one.csv"]["windows"] == 1
+    assert set(results["scores"]) == set(PROFILES)
+    standard = results["scores"]["standard"]["files"]
+    spiked = standard["cat_a/one.csv"]
+    assert (spiked["windows"], spiked["detected"], spiked["fp_rows"]) == (1, 1, 0)
+    assert spiked["raw"] > 0.5  # found in the window's first half
+    # Labels are read after detection only: moved windows change no score.
+    labels = tmp_path / "labels" / "combined_windows.json"
+    labels.write_text(labels.read_text().replace("2024-01-02", "2024-01-01"))
+    again = _eval_nab(data, tmp_path / "again")
+    for name in ("cat_a/one.csv", "cat_b/two.csv"):
+        assert (tmp_path / "again" / name).read_text() == (tmp_path / "out" / name).read_text()
+    assert again["rows"] == results["rows"] == 1000
 
 
-def test_runner_without_labels(tmp_path: Path) -> None:
+def test_eval_nab_without_labels_writes_scores_only(tmp_path: Path) -> None:
     data = write_corpus(tmp_path)
-    results = run_nab(data, tmp_path / "out", tmp_path / "missing.json")
-    assert results["profiles"] == {} and results["files"] == 2
-
-
-@pytest.mark.skipif(not NAB_DIR.is_dir(), reason=f"NAB dataset not present at {NAB_DIR}")
-def test_nab_corpus_regression(tmp_path: Path) -> None:
-    results = run_nab(NAB_DIR / "data", tmp_path / "out", None)
-    assert results["files"] == 27
-    assert results["profiles"]["standard"]["score"] > 75
+    results = _eval_nab(data, tmp_path / "out", "--labels", str(tmp_path / "missing.json"))
+    assert results["scores"] == {} and results["files"] == 2 and results["labels"] is None

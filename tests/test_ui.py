@@ -180,15 +180,19 @@ def test_counters_follow_every_register_by_type_and_site_in_its_unit() -> None:
     agg.update(readings)
     panel = CountersPanel(shipped().profiles)
     panel.refresh(agg.counter_runs(), agg.latest)
-    by_type, by_site = html_tables(panel.tables.value)
+    by_type, by_site, battery_by_type, _ = html_tables(panel.tables.value)
     assert "<b>energy (kWh) by type</b>" in panel.tables.value
+    assert "<b>battery (fraction) by site</b>" in panel.tables.value
+    assert battery_by_type[0][1] == "decrease"  # a battery is a counter that falls
+    assert [row[0] for row in battery_by_type[1:]] == ["air_quality", "env_sensor"]
     assert by_type[0] == ["", "increase", "devices", "per device per h", "rate"]
     assert [row[0] for row in by_type[1:]] == ["smart_meter", "thermostat"]
     for row in by_type[1:] + by_site[1:]:
         assert row[1].endswith(" kWh") and row[3].endswith(" kWh/h") and row[4].endswith(" kWh/h")
     assert {row[0] for row in by_site[1:]} <= {s.name for s in SITES} | {"elsewhere"}
     devices = sum(int(row[2]) for row in by_type[1:])
-    assert devices == sum(int(row[2]) for row in by_site[1:]) == len(agg.counter_runs())
+    metered = [run for run in agg.counter_runs().values() if "energy" in run.last]
+    assert devices == sum(int(row[2]) for row in by_site[1:]) == len(metered)
     assert panel.y_axis.label == "energy (kWh)" and list(panel.bars.x) == [
         r[0] for r in by_site[1:]
     ]

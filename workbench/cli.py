@@ -339,7 +339,7 @@ def cmd_bench_fuzz(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_nab(args: argparse.Namespace) -> int:
-    """workbench eval nab: the online detector over a NAB-format corpus, NAB-scored."""
+    """workbench eval nab: the live detection stage over a NAB-format corpus, NAB-scored."""
     from workbench.evaluation.nab import main as nab_main
 
     if not args.data.is_dir():
@@ -703,9 +703,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=cmd_eval_simulator)
-    e = evals.add_parser("nab", help="NAB score of the online detector")
+    e = evals.add_parser("nab", help="NAB score of the live detection (one device per file)")
     e.add_argument("--data", type=Path, required=True, help="DIR/<category>/<file>.csv")
-    e.add_argument("--out", type=Path, required=True, help="where the scored files go")
+    e.add_argument(
+        "--out", type=Path, required=True, help="where the scores and the drafted profiles go"
+    )
     e.add_argument("--labels", type=Path, help="default: DIR/../labels/combined_windows.json")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=cmd_eval_nab)

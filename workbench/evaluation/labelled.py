@@ -121,7 +121,7 @@ def _load(
     return _File(name, device_id, rows, labels, readings)
 
 
-async def _detect(
+async def detect_recordings(
     devices: Sequence[list[Reading]],
 ) -> tuple[dict[tuple[str, datetime], float], list[Alert], timedelta]:
     """The live detection stage over every device's readings in time order: the findings'
@@ -227,7 +227,7 @@ def evaluate_labelled(
         kafka = {"rows": received.rows, "seconds": round(received.seconds, 3)}
         kafka["rows_per_s"] = round(received.rows_per_s, 1)
     started = time.perf_counter()
-    scores, alerts, merge_gap = asyncio.run(_detect(devices))
+    scores, alerts, merge_gap = asyncio.run(detect_recordings(devices))
     seconds = time.perf_counter() - started
     open_spans: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
     for a in alerts:

@@ -44,9 +44,11 @@ class CounterRun:
         """Data time between the first and the latest reading (h)."""
         return (self.last_ts - self.first_ts).total_seconds() / 3600
 
-    def increase(self, metric: str) -> float:
-        """How far ``metric`` advanced (a register reset counts as no advance)."""
-        return max(0.0, self.last[metric] - self.first[metric])
+    def advance(self, metric: str, falls: bool = False) -> float:
+        """How far ``metric`` moved its way: up, or down for a counter that ``falls`` (a
+        battery's charge). A register reset counts as no advance."""
+        moved = self.last[metric] - self.first[metric]
+        return max(0.0, -moved if falls else moved)
 
 
 class RollingAggregates:

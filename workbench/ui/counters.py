@@ -1,5 +1,6 @@
 """The counters panel: how far each counter the fleet's profile declares (an energy register, a
-water meter's volume) advanced, per device type and per site, with its rates, in its own unit."""
+water meter's volume; a battery's charge falls) advanced, per device type and per site, with its
+rates, in its own unit."""
 
 from __future__ import annotations
 
@@ -33,13 +34,14 @@ def quantity(value: float | None, unit: str) -> str:
 class CounterTotal:
     """What one counter advanced over a group of devices, and the data time they were watched."""
 
-    increase: float = 0.0
+    advance: float = 0.0
+    """How far the counter moved its way (up, or down for a falling one), all devices added."""
     devices: int = 0
     device_hours: float = 0.0
 
     def per_device_per_hour(self) -> float | None:
         """Mean advance of one device in one hour of data time; None before any time passed."""
-        return self.increase / self.device_hours if self.device_hours > 0 else None
+        return self.advance / self.device_hours if self.device_hours > 0 else None
 
     def rate(self) -> float | None:
         """The whole group's advance per hour (its devices' rates added up)."""
@@ -48,14 +50,18 @@ class CounterTotal:
 
 
 def counter_totals(
-    runs: Mapping[str, CounterRun], metric: str, group: Callable[[str, CounterRun], str]
+    runs: Mapping[str, CounterRun],
+    metric: str,
+    group: Callable[[str, CounterRun], str],
+    falls: bool = False,
 ) -> dict[str, CounterTotal]:
-    """Group name → ``metric``'s total over the devices ``group(device_id, run)`` puts there."""
+    """Group name → ``metric``'s total over the devices ``group(device_id, run)`` puts there
+    (``falls``: the counter counts down)."""
     totals: dict[str, CounterTotal] = defaultdict(CounterTotal)
     for device_id, run in runs.items():
         if metric in run.last:
             total = totals[group(device_id, run)]
-            total.increase += run.increase(metric)
+            total.advance += run.advance(metric, falls)
             total.devices += 1
             total.device_hours += run.hours
     return dict(sorted(totals.items()))
@@ -75,6 +81,12 @@ class CountersPanel:
     def __init__(self, profiles: Profiles) -> None:
         self.profiles = profiles
         self.metrics = tuple(dict.fromkeys(m for t in profiles.types for m in t.of_kind("counter")))
+        self.falls = {
+            m.name
+            for t in profiles.types
+            for m in t.metrics
+            if m.kind == "counter" and m.direction == "falls"
+        }
         self.picker = widgets.Dropdown(
             options=[(profiles.label(m), m) for m in self.metrics], description="counter"
         )
@@ -106,9 +118,10 @@ class CountersPanel:
             return
         self._runs, self._latest = runs, latest
         self._draw_bars()
-        header = ["", "increase", "devices", "per device per h", "rate"]
         parts = []
         for metric in self.metrics:
+            way = "decrease" if metric in self.falls else "increase"
+            header = ["", way, "devices", "per device per h", "rate"]
             unit = self.profiles.units[metric]
             sections = [("by type", self._totals(metric, by_site=False))]
             if self.profiles.has_location:
@@ -117,7 +130,7 @@ class CountersPanel:
                 rows = [
                     [
                         html.escape(name),
-                        html.escape(quantity(t.increase, unit)),
+                        html.escape(quantity(t.advance, unit)),
                         f"{t.devices:,}",
                         html.escape(quantity(t.per_device_per_hour(), f"{unit}/h")),
                         html.escape(quantity(t.rate(), f"{unit}/h")),
@@ -134,9 +147,10 @@ class CountersPanel:
         self.tables.value = "".join(parts)
 
     def _totals(self, metric: str, by_site: bool) -> dict[str, CounterTotal]:
-        if by_site:
-            return counter_totals(self._runs, metric, lambda d, _r: site_of(self._latest.get(d)))
-        return counter_totals(self._runs, metric, lambda _d, run: run.device_type)
+        def group(device_id: str, run: CounterRun) -> str:
+            return site_of(self._latest.get(device_id)) if by_site else run.device_type
+
+        return counter_totals(self._runs, metric, group, metric in self.falls)
 
     def _draw_bars(self) -> None:
         metric = self.picker.value
@@ -146,4 +160,4 @@ class CountersPanel:
         self.y_axis.label = self.profiles.label(metric)
         with self.bars.hold_sync():
             self.bars.x = list(totals)
-            self.bars.y = [t.increase for t in totals.values()]
+            self.bars.y = [t.advance for t in totals.values()]
