@@ -9,7 +9,9 @@ observed range, reporting at the median gap; no labels are read) and written to
 as ``workbench eval labelled`` runs it. A row's anomaly score is the ensemble's score when it
 reported the reading, else 0; ``OUT/<category>/<file>.csv`` holds them. Labels are read only
 afterwards, for scoring. The process must detect with the drafted profiles
-(:func:`nab_profiles_file` then :func:`~workbench.profiles.active.activate`, as the CLI does).
+(:func:`nab_profiles_file` then :func:`~workbench.profiles.active.activate`, as the CLI does);
+:func:`run_nab_apart` runs the command in a process of its own (for a notebook's kernel, which
+detects with the fleet's profiles).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import os
 import re
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -203,6 +207,34 @@ def run_nab(
             },
         }
     return results
+
+
+def run_nab_apart(
+    data_dir: Path,
+    out_dir: Path,
+    labels: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """:func:`run_nab` as ``workbench eval nab --json`` in a child process (a process detects
+    with one set of profiles); its progress lines go to ``progress``."""
+    command = [sys.executable, "-m", "workbench.cli", "eval", "nab", "--data", str(data_dir)]
+    command += ["--out", str(out_dir), "--json"]
+    if labels is not None:
+        command += ["--labels", str(labels)]
+    env = {k: v for k, v in os.environ.items() if k != "WORKBENCH_PROFILES"}
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as child:
+        assert child.stderr is not None and child.stdout is not None
+        said = []
+        for line in child.stderr:
+            said.append(line.rstrip())
+            if progress:
+                progress(said[-1])
+        out = child.stdout.read()
+    if child.returncode != 0:
+        raise RuntimeError(f"workbench eval nab failed ({child.returncode}): {said[-5:]}")
+    return json.loads(out)
 
 
 def format_nab(results: dict[str, Any]) -> str:
