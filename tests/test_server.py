@@ -186,9 +186,10 @@ def test_alerts_reach_sockets_store_and_rest(api: Api) -> None:
 
 
 class NoFindings:
-    """Detection that finds nothing. The detectors do not follow the profiles yet (they raise on
-    a plant reading, so the pipeline dead-letters its batches); what /api/devices shows of such a
-    fleet does not depend on them."""
+    """Detection that finds nothing. The detectors follow the profiles of the process, and this
+    one runs on the simulator's, so they would refuse a plant reading; what /api/devices shows
+    of such a fleet does not depend on them. The plant end to end, detection included, is
+    tests/test_profiles_e2e.py (processes of their own, on the plant's profiles)."""
 
     def process_batch(self, readings: list[Reading]) -> list:
         return []
