@@ -222,6 +222,22 @@ def test_files_merge_in_time_order_and_rows_that_do_not_fit_are_counted(tmp_path
     ]
 
 
+def test_a_column_the_csv_header_lacks_is_a_wrong_option_not_rows_to_skip(tmp_path: Path) -> None:
+    (tmp_path / "b1.csv").write_text(
+        "timestamp,temperature,power,energy\n2024-03-04T08:00:00Z,1,1,1\n"
+    )
+    for form, says in [
+        (RecordingFormat(BOILERS, "boiler", time_column="ts"), "--time-column ts"),
+        (
+            RecordingFormat(BOILERS, "boiler", time_column="timestamp", device_column="unit"),
+            "--device-column unit",
+        ),
+    ]:
+        with pytest.raises(ValueError, match=f"^{says}: b1.csv has no such column") as refused:
+            list(recording_readings([tmp_path / "b1.csv"], form, Skipped()))
+        assert "(its columns: timestamp, temperature, power, energy)" in str(refused.value)
+
+
 def test_only_the_first_reasons_are_kept() -> None:
     skipped = Skipped()
     for n in range(8):

@@ -243,3 +243,9 @@ def test_a_reason_quoting_the_record_escapes_control_characters_and_is_bounded()
     assert reason.startswith("schema: Invalid value 'a\\x00\\x1b[2J\\r\\na")
     assert reason.isprintable()
     assert len(reason) <= 300 and reason.endswith("…")
+
+
+def test_no_records_validate_to_nothing() -> None:
+    from workbench.explore.recent import decode_readings
+
+    assert decode_readings([]) == ([], [])  # it raised: runs and their ends did not pair up

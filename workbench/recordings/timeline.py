@@ -53,14 +53,31 @@ def file_rows(
     count: ByteCount | None = None,
 ) -> Iterator[Converted | RowProblem]:
     """Each row of a file as a reading of ``device_id`` (None: its device column says), or the
-    problem with it (also added to ``skipped``)."""
+    problem with it (also added to ``skipped``). ValueError when a CSV file's header lacks the
+    time or device column: a wrong option, not rows to skip."""
+    header_checked = path.suffix.lower() != ".csv"  # JSON lines have no header
     for row in read_rows(path, converter.form.delimiter, count):
+        if not header_checked and row.fields is not None:
+            _check_columns(path, row.fields, converter.form)
+            header_checked = True
         try:
             yield converter.convert(row, device_id)
         except RowProblem as problem:
             if skipped is not None:
                 skipped.add(str(problem))
             yield problem
+
+
+def _check_columns(path: Path, columns: dict[str, object], form: RecordingFormat) -> None:
+    for option, column in (
+        ("--time-column", form.time_column),
+        ("--device-column", form.device_column),
+    ):
+        if column is not None and column not in columns:
+            raise ValueError(
+                f"{option} {column}: {path.name} has no such column (its columns: "
+                f"{', '.join(columns)})"
+            )
 
 
 def recording_readings(

@@ -201,6 +201,8 @@ def _partition_latest(
     """Each partition's last valid reading time, worked out after the fact (rejects are rare)."""
     refused = set(refused_at)
     latest: dict[int, datetime] = {}
+    if not runs:  # no record at all
+        return latest
     ends = [start for _, start in runs[1:]] + [n]
     for (partition, start), end in zip(runs, ends, strict=True):
         last = next((i for i in range(end - 1, start - 1, -1) if i not in refused), None)
