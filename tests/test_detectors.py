@@ -118,6 +118,21 @@ def test_level_shift_and_drift_are_named() -> None:
     assert "drift" in kinds(ShiftDetector().process_batch(env_series(ramp)))
 
 
+def test_a_shift_is_reported_while_it_lasts_and_a_permanent_one_is_accepted_after_a_window() -> None:
+    base = noise(600, sd=0.2, seed=4)
+    lasting = list(base[:200]) + list(base[200:300] + 2.0) + list(base[300:500])  # 10 spreads
+    found = ShiftDetector().process_batch(env_series(lasting))
+    shifted = {f.seq for f in found if f.metric == "temperature"}
+    # Every reading of the 100-reading shift after the first few (the last `short` must all be
+    # off), and nothing once the level is back. Before the baseline stopped learning what it
+    # reported, only the shift's first 38 readings were: the window had filled with it.
+    assert set(range(204, 300)) <= shifted, sorted(set(range(200, 300)) - shifted)
+    assert not shifted - set(range(200, 300)), sorted(shifted - set(range(200, 300)))
+    permanent = list(base[:200]) + list(base[200:600] + 2.0)
+    seen = {f.seq for f in ShiftDetector().process_batch(env_series(permanent))}
+    assert max(seen) < 200 + 3 * 100  # accepted as the new level within about a window or two
+
+
 def test_stuck_sensor() -> None:
     temps = list(CLEAN[:200]) + [4.17] * 10
     findings = StuckDetector().process_batch(env_series(temps))

@@ -196,6 +196,12 @@ class ShiftDetector(Detector):
     Level shift: the last ``short`` readings all sit more than ``z_threshold`` spreads to one side
     of the median of the window. Drift: over the last ``trend`` readings the values follow a line
     (residuals within a few spreads) whose rise exceeds ``z_threshold`` spreads.
+
+    The baseline does not learn the readings of a shift it is reporting (River's anomaly
+    filters protect their detector the same way), so a shift is reported for as long as it
+    lasts instead of fading as the window fills with it, and the return to the old level is no
+    second shift. After ``window_size`` such readings in a row the new level is accepted: the
+    baseline learns again, so a permanent change stops being reported one window later.
     """
 
     kind = "level_shift"
@@ -239,7 +245,10 @@ class ShiftDetector(Detector):
     def _fields(self, device_type: str) -> dict[str, Field]:
         m = len(SIGNALS[device_type])
         keep = max(self.short, self.trend)
-        return robust_fields(m, self.window_size) | {"recent": ((m, keep), np.nan, np.float64)}
+        return robust_fields(m, self.window_size) | {
+            "recent": ((m, keep), np.nan, np.float64),
+            "held": ((m,), 0, np.int64),
+        }
 
     def _round(
         self, table: DeviceTable, rows: np.ndarray, cols: Columns, sel: np.ndarray, learn: bool
@@ -265,7 +274,11 @@ class ShiftDetector(Detector):
         score = np.where(ready, calibrate(pick(stat, best) / self.z_threshold), 0.0)
         kind = np.where(pick(drifting, best) >= pick(shift, best), "drift", "level_shift")
         if learn:
-            robust_learn(table, rows, x, med, scale, ready, self.clip)
+            reported = ready[:, None] & (stat >= self.z_threshold)
+            held = np.where(reported, table["held"][rows] + 1, 0)
+            accepted = held > self.window_size
+            robust_learn(table, rows, x, med, scale, ready, self.clip, ~reported | accepted)
+            table["held"][rows] = held
             table["recent"][rows] = recent[..., -table["recent"].shape[2] :]
         reach, centre = self.z_threshold * pick(scale, best), pick(med, best)
         return Scores(score, best, pick(x, best), centre - reach, centre + reach, kind)

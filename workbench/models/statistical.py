@@ -198,11 +198,13 @@ def robust_learn(
     scale: np.ndarray,
     ready: np.ndarray,
     clip: float,
+    keep: np.ndarray | None = None,
 ) -> None:
     """Put winsorised values in the devices' rings (raw ones while the window is still young).
 
     A value equal to the metric's previous one is not stored: repeats carry no information about
-    spread, and a stuck sensor would otherwise shrink the spread to nothing.
+    spread, and a stuck sensor would otherwise shrink the spread to nothing. Nor is one where
+    ``keep`` (devices × metrics) is False: a value the detector is reporting as anomalous.
     """
     ring = table["ring"]
     window = ring.shape[2]
@@ -211,7 +213,10 @@ def robust_learn(
     filled = table["filled"][rows]
     metric = np.arange(x.shape[1])
     previous = ring[rows[:, None], metric, (filled - 1) % window]
-    r, m = np.nonzero(kept != previous)
+    learnt = kept != previous
+    if keep is not None:
+        learnt &= keep
+    r, m = np.nonzero(learnt)
     ring[rows[r], m, filled[r, m] % window] = kept[r, m]
     table["filled"][rows[r], m] += 1
     table["n"][rows] += 1
