@@ -118,7 +118,7 @@ def test_level_shift_and_drift_are_named() -> None:
     assert "drift" in kinds(ShiftDetector().process_batch(env_series(ramp)))
 
 
-def test_a_shift_is_reported_while_it_lasts_and_a_permanent_one_is_accepted_after_a_window() -> None:
+def test_a_shift_is_reported_while_it_lasts_and_a_permanent_one_accepted_after_a_window() -> None:
     base = noise(600, sd=0.2, seed=4)
     lasting = list(base[:200]) + list(base[200:300] + 2.0) + list(base[300:500])  # 10 spreads
     found = ShiftDetector().process_batch(env_series(lasting))
