@@ -29,6 +29,7 @@ from workbench.bench import dashboard_page as dash
 from workbench.bench.browser import chromium
 from workbench.config import TOPIC_DEADLETTER, TOPIC_READINGS, Settings
 from workbench.explore.recent import read_recent
+from workbench.profiles.load import load_profiles
 from workbench.security.manage import create_token
 from workbench.streams.clients import make_producer
 from workbench.streams.deadletter import HEADER_REASON
@@ -151,7 +152,15 @@ def _trend_pickers(page: Any) -> tuple[list[str], list[str]]:
 
 @pytest.fixture(scope="module")
 def sent(plant: dict[str, Any], page: Any) -> dict[str, Any]:
-    """The plant's data and the malformed records, produced once the page is listening."""
+    """The plant's data and the malformed records, produced once the page is listening: its
+    kernel reads from the end of the topic, so not before its consumer knows its position (the
+    overview's consumer lag is a number then)."""
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('.wb-stat')].some(s =>
+            s.querySelector('.k')?.textContent === 'consumer lag'
+            && /\\d/.test(s.querySelector('.v')?.textContent ?? ''))""",
+        timeout=60_000,
+    )
     now_ms = int(time.time() * 1000)
     readings = plant_readings(now_ms - 10_000 * ROUNDS)
     bad = malformed(now_ms)
@@ -166,18 +175,11 @@ def sent(plant: dict[str, Any], page: Any) -> dict[str, Any]:
 
 
 def test_the_pickers_offer_the_profiles_types_and_metrics_with_units(page: Any) -> None:
+    profiles = load_profiles(PLANT)
     types, metrics = _trend_pickers(page)
     assert types == ["pump", "meter", "door"]
-    assert metrics == [
-        "inlet_pressure (bar)",
-        "outlet_pressure (bar)",
-        "flow (m³/h)",
-        "vibration (mm/s)",
-        "bearing_temperature (°C)",
-        "motor_current (A)",
-        "motor_voltage (V)",
-        "speed (rpm)",
-    ]
+    assert metrics == [profiles.label(m) for m in profiles.type("pump").metric_names]
+    assert len(metrics) == 8 and metrics[3] == "vibration (mm/s)"
     page.locator("select", has=page.locator("option", has_text="door")).select_option("meter")
     assert eventually(lambda: _trend_pickers(page)[1] == ["volume (m³)"], 10)
 
