@@ -264,12 +264,19 @@ def format_nab(results: dict[str, Any]) -> str:
 
 def main(data_dir: Path, out_dir: Path, labels: Path | None = None, as_json: bool = False) -> int:
     """``workbench eval nab``: draft the profiles, run on them; progress to stderr, the table (or
-    JSON) to stdout; exit code."""
+    JSON) to stdout; exit code. A process that already detects with other profiles (the CLI
+    called from Python) runs it in a child."""
     from workbench.profiles.active import activate
 
-    activate(nab_profiles_file(data_dir, out_dir))
-    results = run_nab(
-        data_dir, out_dir, labels, progress=lambda m: print(m, file=sys.stderr, flush=True)
-    )
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    drafted = nab_profiles_file(data_dir, out_dir)
+    try:
+        activate(drafted)
+    except RuntimeError:
+        results = run_nab_apart(data_dir, out_dir, labels, progress=say)
+    else:
+        results = run_nab(data_dir, out_dir, labels, progress=say)
     print(json.dumps(results, indent=2) if as_json else format_nab(results))
     return 0
