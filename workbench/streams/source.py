@@ -23,6 +23,7 @@ from tornado.ioloop import IOLoop
 
 from workbench.config import TOPIC_DEADLETTER, TOPIC_READINGS, Settings
 from workbench.streams.clients import (
+    FETCH_WAIT_MS,
     ConsumerBackend,
     ConsumerOptions,
     RecordBatch,
@@ -71,6 +72,7 @@ class from_kafka_readings(Source):
     deadletter_topic: where rejected records go; None when another pipeline owns that topic
         (a dashboard viewer's): they are then only counted.
     max_batch: most records per poll and per emitted batch.
+    poll_timeout_s: longest one poll waits (default: as long as the broker holds a fetch).
     commit_interval_s: commit processed offsets at most this often (and always on stop).
     """
 
@@ -82,7 +84,7 @@ class from_kafka_readings(Source):
         partitions: list[int] | None = None,
         start: str = "earliest",
         max_batch: int = 10_000,
-        poll_timeout_s: float = 0.05,
+        poll_timeout_s: float = FETCH_WAIT_MS / 1000,
         commit_interval_s: float = 1.0,
         validator: ReadingValidator | None = None,
         deadletter_topic: str | None = TOPIC_DEADLETTER,
