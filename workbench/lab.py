@@ -18,6 +18,7 @@ from pathlib import Path
 
 from workbench.broker import local_broker_for
 from workbench.config import Settings
+from workbench.ports import port_open
 from workbench.shipped import copy_missing, in_checkout, shipped_dir
 from workbench.streams.topics import ensure_topics
 from workbench.voila import stop_dashboard
@@ -47,7 +48,9 @@ def lab_command(notebooks: Path, port: int, open_browser: bool) -> list[str]:
 
 
 def _server_info(proc: subprocess.Popen, timeout_s: float) -> dict:
-    """JupyterLab's runtime file (url, token, port), written once it listens."""
+    """JupyterLab's runtime file (url, token, port), once the server also accepts connections on
+    that port: the link printed is one that answers (a suite run once got 'connection refused'
+    right after the file was read)."""
     from jupyter_core.paths import jupyter_runtime_dir
 
     info_file = Path(jupyter_runtime_dir()) / f"jpserver-{proc.pid}.json"
@@ -56,9 +59,12 @@ def _server_info(proc: subprocess.Popen, timeout_s: float) -> dict:
         if proc.poll() is not None:
             raise RuntimeError(f"JupyterLab exited with code {proc.returncode}; see its log above")
         try:
-            return json.loads(info_file.read_text())
+            info = json.loads(info_file.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
-            time.sleep(0.2)
+            info = None
+        if info is not None and port_open(int(info["port"]), "127.0.0.1"):
+            return info
+        time.sleep(0.2)
     raise TimeoutError(f"JupyterLab did not start listening in {timeout_s:.0f} s")
 
 
