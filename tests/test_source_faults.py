@@ -57,18 +57,29 @@ class LagFailsOnce:
         pass
 
 
+def source_on(
+    backend: LagFailsOnce, monkeypatch: pytest.MonkeyPatch, **options: float
+) -> from_kafka_readings:
+    """A grouped source whose consumer is ``backend`` (made on the running loop)."""
+    monkeypatch.setattr(source_module, "make_consumer", lambda *_args: backend)
+    return from_kafka_readings(
+        Settings.from_env(bootstrap_servers="localhost:1"),
+        topic="t",
+        group_id="g",
+        deadletter_topic=None,
+        **options,
+    )
+
+
 def test_records_polled_before_a_failing_lag_query_are_still_handled(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     backend = LagFailsOnce()
-    monkeypatch.setattr(source_module, "make_consumer", lambda *_args: backend)
 
     async def run() -> list[int]:
-        source = from_kafka_readings(
-            Settings.from_env(bootstrap_servers="localhost:1"),
-            topic="t",
-            group_id="g",
-            deadletter_topic=None,
+        source = source_on(
+            backend,
+            monkeypatch,
             commit_interval_s=0,
         )
         seqs: list[int] = []
@@ -120,14 +131,11 @@ def test_a_stop_during_a_rebalance_still_commits_what_was_handled(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     backend = RebalancesAtStop()
-    monkeypatch.setattr(source_module, "make_consumer", lambda *_args: backend)
 
     async def run() -> None:
-        source = from_kafka_readings(
-            Settings.from_env(bootstrap_servers="localhost:1"),
-            topic="t",
-            group_id="g",
-            deadletter_topic=None,
+        source = source_on(
+            backend,
+            monkeypatch,
             commit_interval_s=60,  # nothing is committed before the stop
         )
         source.sink(lambda _batch: source.stop())
@@ -149,7 +157,7 @@ class RefusesTheLastBatchsCommitOnce(LagFailsOnce):
     def commit(self, offsets: dict[int, int]) -> None:
         self.commit_calls += 1
         if self.commit_calls == 2:
-            raise RuntimeError("RebalanceInProgressError: the consumer is undergoing a rebalance")
+            raise RebalanceInProgressError("the consumer is undergoing a rebalance")
         super().commit(offsets)
 
     def lag(self) -> int | None:
@@ -160,14 +168,11 @@ def test_a_commit_refused_during_a_rebalance_is_counted_but_the_source_is_still_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     backend = RefusesTheLastBatchsCommitOnce()
-    monkeypatch.setattr(source_module, "make_consumer", lambda *_args: backend)
 
     async def run() -> tuple[str, int]:
-        source = from_kafka_readings(
-            Settings.from_env(bootstrap_servers="localhost:1"),
-            topic="t",
-            group_id="g",
-            deadletter_topic=None,
+        source = source_on(
+            backend,
+            monkeypatch,
             commit_interval_s=0,
             poll_timeout_s=0.01,
         )
