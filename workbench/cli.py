@@ -162,6 +162,20 @@ def cmd_consume(args: argparse.Namespace) -> int:
     return run_live(settings, simulate=False, group_id=args.group)
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """workbench worker: one detection worker; start several to share the partitions."""
+    from workbench.live import run_worker_command
+    from workbench.streams.worker import WorkerConfig, WorkerTopics, default_worker_id
+
+    config = WorkerConfig(
+        group_id=args.group,
+        worker_id=args.id or default_worker_id(),
+        start=args.start,
+        topics=WorkerTopics.prefixed(args.topic_prefix),
+    )
+    return run_worker_command(_settings(args), config)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     """workbench up: local Kafka, topics, simulator and pipeline, with live figures."""
     from workbench.live import run_live
@@ -264,6 +278,58 @@ def cmd_token(args: argparse.Namespace) -> int:
                 f"{t['token_id']}  {t['role']:<8}  {t['name']:<24}  created {t['created_at']}"
                 f"  {state}"
             )
+    return 0
+
+
+def _assignment(text: str) -> tuple[str, str, object]:
+    """'section.name=value' → (section, name, value); the value as JSON when it parses."""
+    key, sep, raw = text.partition("=")
+    section, dot, name = key.partition(".")
+    if not sep or not dot or not name:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: write SECTION.NAME=VALUE (detector.window_size=200, severity.high=0.9)"
+        )
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return section, name, value
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    """workbench settings show|set: the detector settings every worker applies."""
+    import getpass
+
+    import msgspec
+
+    from workbench.broker import local_broker_for
+    from workbench.streams.settings_topic import change_settings, defaults, latest_version
+    from workbench.streams.worker import WorkerTopics
+
+    settings = Settings.from_env(
+        bootstrap_servers=args.bootstrap_servers, backend=args.client, database_url=args.database
+    )
+    topic = WorkerTopics.prefixed(args.topic_prefix).settings
+    with local_broker_for(settings, progress=_progress):
+        WorkerTopics.prefixed(args.topic_prefix).ensure(settings)
+        if args.action == "show":
+            version = latest_version(settings, topic)
+            shown = (
+                {"version": 0, "settings": defaults()}
+                if version is None
+                else msgspec.to_builtins(version)
+            )
+            print(json.dumps(shown, indent=2))
+            return 0
+        body: dict[str, dict[str, object]] = {}
+        for section, name, value in args.assignments:
+            body.setdefault(section, {})[name] = value
+        actor = f"{getpass.getuser()} (command line)"
+        version = change_settings(settings, body, actor, "admin", topic)
+        if version is None:
+            _progress("nothing changed: those are the settings in force")
+        else:
+            _progress(f"settings v{version.version} published: {json.dumps(version.new)}")
     return 0
 
 
@@ -552,6 +618,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", default="workbench-cli", help="consumer group (default %(default)s)")
     p.set_defaults(func=cmd_consume)
 
+    p = sub.add_parser("worker", parents=[common], help="one detection worker of a group")
+    p.add_argument(
+        "--group", default="workbench-workers", help="consumer group (default %(default)s)"
+    )
+    p.add_argument("--id", help="this worker's name in figures and checkpoints (default host-pid)")
+    p.add_argument(
+        "--start",
+        choices=("earliest", "latest"),
+        default="latest",
+        help="where a group with no committed offsets starts (default %(default)s)",
+    )
+    p.add_argument(
+        "--topic-prefix",
+        default="",
+        metavar="P",
+        help="read and write P + the usual topic names (several workbenches on one cluster)",
+    )
+    p.set_defaults(func=cmd_worker)
+
     tls = argparse.ArgumentParser(add_help=False)
     tls.add_argument("--certfile", type=Path, help="TLS certificate, PEM (env WORKBENCH_TLS_CERT)")
     tls.add_argument("--keyfile", type=Path, help="TLS private key, PEM (env WORKBENCH_TLS_KEY)")
@@ -614,6 +699,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, metavar="FILE", help="write the proposal here (default: stdout)"
     )
     a.set_defaults(func=cmd_profiles_infer)
+
+    p = sub.add_parser(
+        "settings", parents=[cluster], help="show or change the settings every worker applies"
+    )
+    p.add_argument("action", choices=("show", "set"))
+    p.add_argument(
+        "assignments",
+        nargs="*",
+        type=_assignment,
+        metavar="SECTION.NAME=VALUE",
+        help="with set: e.g. detector.window_size=200 severity.high=0.9",
+    )
+    p.add_argument("--database", metavar="URL", help=database_help)
+    p.add_argument("--topic-prefix", default="", metavar="P", help="topics named P + usual")
+    p.set_defaults(func=cmd_settings)
 
     p = sub.add_parser("token", help="create, list or revoke API tokens")
     p.add_argument("action", choices=("create", "list", "revoke"))

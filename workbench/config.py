@@ -20,6 +20,10 @@ TOPIC_READINGS = "iot.readings"
 TOPIC_TRUTH = "iot.truth"
 TOPIC_DEADLETTER = "iot.deadletter"
 TOPIC_ALERTS = "iot.alerts"
+TOPIC_METRICS = "iot.metrics"
+TOPIC_DEVICES = "iot.devices"
+TOPIC_SETTINGS = "iot.settings"
+TOPIC_CHANGELOG = "iot.detector-state"
 
 DEFAULT_LOCAL_PORT = 9092
 

@@ -15,14 +15,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from workbench.alerts.publish import AlertPublisher
 from workbench.broker import local_broker_for
 from workbench.config import Settings
 from workbench.stopping import stop_signals
-from workbench.streams.clients import make_producer
-from workbench.streams.detect import DetectionStage, live_detection_stage
-from workbench.streams.source import from_kafka_readings
 from workbench.streams.topics import ensure_topics
+from workbench.streams.worker import Worker, WorkerConfig, run_worker
 
 REFRESH_S = 1.0
 log = logging.getLogger(__name__)
@@ -60,40 +57,40 @@ class StatusDisplay:
             self.last_print = now
 
 
-def _alert_line(stage: DetectionStage) -> str:
-    active = stage.manager.active
-    by_severity = {sev: sum(a.severity == sev for a in active) for sev in ("high", "medium", "low")}
-    latest = next(reversed(stage.manager.history.values()), None)
-    counts = " · ".join(f"{n} {sev}" for sev, n in by_severity.items())
-    tail = f" · latest: [{latest.severity}] {latest.explanation}" if latest else ""
-    return f"{len(active)} active ({counts}) · {len(stage.manager.history):,} in history{tail}"
-
-
 async def _run_pipeline(
     settings: Settings, group_id: str, status: Callable[[], list[str]], stop: threading.Event
 ) -> None:
-    source = from_kafka_readings(settings, group_id=group_id, start="latest")
-    producer = make_producer(settings, client_id="workbench-alerts")
-    stage = live_detection_stage(AlertPublisher(producer))
-    source.sink(stage)
-    source.start()
+    worker = Worker(settings, WorkerConfig(group_id=group_id, start="latest"))
     display = StatusDisplay()
-    try:
-        while not stop.is_set():
-            display.update(
-                lambda: [
-                    *status(),
-                    "pipeline: " + source.metrics.snapshot().line(),
-                    "alerts: " + _alert_line(stage),
-                ]
-            )
-            await asyncio.sleep(REFRESH_S)
-    finally:
-        _say("stopping: committing what was handled…")
-        source.stop()
-        await source.wait_stopped()
-        stage.close()
-        producer.close()
+
+    def show(lines: Callable[[], list[str]]) -> None:
+        display.update(lambda: [*status(), *lines()])
+
+    await run_worker(worker, stop, show)
+
+
+def run_worker_command(settings: Settings, config: WorkerConfig) -> int:
+    """``workbench worker``: one detection worker of a group, with live figures, until Ctrl-C.
+
+    Starts the local broker when no cluster is configured, like every command; workers of one
+    group on several machines point at one cluster instead.
+    """
+    with stop_signals() as stop, local_broker_for(settings):
+        created = config.topics.ensure(settings)
+        if created:
+            _say(f"created topics {', '.join(created)}")
+        _say(
+            f"worker {config.worker_id} of group {config.group_id} on {settings.bootstrap} "
+            f"({settings.backend}); Ctrl-C stops it"
+        )
+        display = StatusDisplay()
+
+        async def work() -> None:  # the worker's source is made on the loop that runs it
+            await run_worker(Worker(settings, config), stop, display.update)
+
+        asyncio.run(work())
+    _say("stopped")
+    return 0
 
 
 def run_live(

@@ -76,6 +76,34 @@ class AlertManager:
             self._published_at[alert.alert_id] = now
         return [msgspec.structs.replace(a) for a in changed.values()]
 
+    def incidents(self, device_ids: set[str]) -> dict[str, list[tuple[Alert, datetime | None]]]:
+        """The active incidents of these devices, each with when it was last published (what a
+        checkpoint keeps so another worker can carry them on)."""
+        out: dict[str, list[tuple[Alert, datetime | None]]] = {}
+        for (device_id, _metric), alert in self._active.items():
+            if device_id in device_ids:
+                published = self._published_at.get(alert.alert_id)
+                out.setdefault(device_id, []).append((alert, published))
+        return out
+
+    def adopt(self, incidents: Iterable[tuple[Alert, datetime | None]]) -> None:
+        """Carry on incidents another worker began (restored from its checkpoint): the same
+        alert ids are updated and closed here, never opened twice."""
+        for alert, published in incidents:
+            self._active[(alert.device_id, alert.metric)] = alert
+            self._remember(alert)
+            if published is not None:
+                self._published_at[alert.alert_id] = published
+
+    def release(self, device_ids: set[str]) -> None:
+        """Stop tracking these devices' incidents without closing them (their partition moved to
+        another worker, which carries them on)."""
+        for key, alert in list(self._active.items()):
+            if key[0] in device_ids:
+                del self._active[key]
+                self._published_at.pop(alert.alert_id, None)
+                self.history.pop(alert.alert_id, None)
+
     def set_policy(self, policy: SeverityPolicy) -> None:
         """Change severity cut-offs at run time; active incidents are re-rated at their next
         update."""

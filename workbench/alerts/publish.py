@@ -1,4 +1,5 @@
-"""Publish alerts to ``iot.alerts`` (keyed by device) and read them back."""
+"""Publish alert states to ``iot.alerts`` (keyed by alert id: the topic is compacted, so the
+latest state of every alert is kept) and read them back."""
 
 from __future__ import annotations
 
@@ -36,5 +37,5 @@ class AlertPublisher:
         return deliver(
             self.producer,
             self.topic,
-            ((a.device_id.encode(), encode_alert(a), None) for a in alerts),
+            ((a.alert_id.encode(), encode_alert(a), None) for a in alerts),
         )

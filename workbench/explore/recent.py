@@ -1,31 +1,18 @@
 """Read the latest records of a topic, bounded: what is there now, never a wait for what comes.
 
-Notebooks use it to peek at a topic and to record a window of readings for replay. The read stops
-at each partition's end offset as it was when the read began, so it ends even on a busy topic.
+Notebooks use it to peek at a topic and to record a window of readings for replay.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from workbench.config import Settings
 from workbench.schema import Reading
 from workbench.streams.clients import RecordBatch
+from workbench.streams.records import Record, read_partitions
 from workbench.streams.validate import ReadingValidator, Rejected
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One Kafka record as stored: where it is, its producer timestamp (ms), bytes and headers."""
-
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def read_recent(
@@ -36,49 +23,19 @@ def read_recent(
     timeout_s: float = 60.0,
 ) -> list[Record]:
     """The latest ``limit`` records of ``topic`` (produced at or after ``since``), oldest first."""
-    from kafka import KafkaConsumer, TopicPartition
-
     if limit < 1:
         raise ValueError(f"limit={limit}: it must be at least 1 record")
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        **settings.kafka_python_security(),
-    )
-    records: list[Record] = []
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            raise ValueError(f"there is no topic {topic!r} on {settings.bootstrap}")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        ends = consumer.end_offsets(tps)
+
+    def starts(consumer: Any, tps: list[Any], ends: dict[Any, int]) -> dict[Any, int]:
         begins = consumer.beginning_offsets(tps)
-        starts = {tp: max(begins[tp], ends[tp] - limit) for tp in tps}
+        first = {tp: max(begins[tp], ends[tp] - limit) for tp in tps}
         if since is not None:
             found = consumer.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in tps})
             for tp, at in found.items():
-                starts[tp] = max(starts[tp], ends[tp] if at is None else at.offset)
-        for tp in tps:
-            consumer.seek(tp, starts[tp])
-        remaining = {tp for tp in tps if starts[tp] < ends[tp]}
-        deadline = time.monotonic() + timeout_s
-        while remaining:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic!r} took over {timeout_s:.0f} s")
-            for tp, batch in consumer.poll(200).items():
-                records.extend(
-                    Record(tp.partition, r.offset, r.timestamp, r.key, r.value, tuple(r.headers))
-                    for r in batch
-                    if r.offset < ends[tp]
-                )
-            for tp in list(remaining):
-                if consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-                    consumer.pause(tp)
-    finally:
-        consumer.close()
+                first[tp] = max(first[tp], ends[tp] if at is None else at.offset)
+        return first
+
+    records = read_partitions(settings, topic, starts=starts, timeout_s=timeout_s)
     records.sort(key=lambda r: (r.timestamp_ms, r.partition, r.offset))
     return records[-limit:]
 

@@ -120,6 +120,28 @@ class Detector(ParamsMixin):
         indexes = self.fleet.indexes
         return sum(len(indexes[t]) for t in self._tables if t in indexes)
 
+    def export_row(self, device_type: str, row: int, born: int) -> dict[str, np.ndarray] | None:
+        """A copy of this detector's state for the device at ``row`` (stamp ``born``), None when
+        it holds none for that device."""
+        table = getattr(self, "_tables", {}).get(device_type)
+        if table is None or row >= len(table.born) or table.born[row] != born:
+            return None
+        return {name: array[row].copy() for name, array in table.arrays.items()}
+
+    def import_row(self, device_type: str, row: int, state: dict[str, np.ndarray]) -> bool:
+        """Take ``state`` (from :meth:`export_row`) for the device now at ``row``; False, and
+        the device starts cold here, when it was kept with other shapes (window, metrics)."""
+        table = self._table(device_type)
+        table.sync(self.fleet.index(device_type), np.array([row]))
+        arrays = table.arrays
+        if set(state) != set(arrays) or any(
+            state[n].shape != a.shape[1:] or state[n].dtype != a.dtype for n, a in arrays.items()
+        ):
+            return False
+        for name, array in arrays.items():
+            array[row] = state[name]
+        return True
+
     # -- what each detector defines -------------------------------------------------------------
     def _fields(self, device_type: str) -> dict[str, Field]:
         raise NotImplementedError

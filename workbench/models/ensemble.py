@@ -168,6 +168,11 @@ class EnsembleDetector(ParamsMixin):
             detector.set_params(**{k: v for k, v in shared.items() if k in names})
             detector.share(fleet)
 
+    @property
+    def fleet(self) -> Fleet:
+        """The device indexes every component shares."""
+        return self.components and self._fleet
+
     def enabled(self) -> list[Detector]:
         """The components switched on."""
         return [d for name, d in self.components.items() if getattr(self, f"use_{name}")]

@@ -77,6 +77,16 @@ class DeviceIndex:
         self._seen[rows] = self._clock
         return rows
 
+    def forget(self, ids: Sequence[str]) -> None:
+        """Let these devices go (their partition moved to another worker): their rows are
+        reused first, and every table resets them before use."""
+        for device_id in ids:
+            row = self.row_of.pop(device_id, None)
+            if row is not None:
+                self.ids[row] = None
+                self.born[row] = 0
+                self._seen[row] = 0
+
     def _allocate(self, k: int) -> np.ndarray:
         """``k`` rows for new devices: unused ones first, then the least recently seen."""
         size = len(self.ids)

@@ -138,6 +138,7 @@ class ProducerBackend(Protocol):
         value: bytes,
         key: bytes | None = None,
         headers: Sequence[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
     ) -> None: ...
     def poll(self, timeout_s: float) -> None: ...
     def flush(self, timeout_s: float = 30.0) -> None: ...
@@ -157,6 +158,12 @@ class ConsumerOptions:
     start: str = "earliest"
     """Where a group with no committed offset starts: 'earliest' or 'latest'."""
     client_id: str = "workbench"
+    on_assign: Callable[[list[int]], dict[int, int]] | None = None
+    """Called inside a poll when the group hands this consumer partitions (state is restored
+    then); it returns partition → offset for those that resume from a checkpoint of their own."""
+    on_revoke: Callable[[list[int]], None] | None = None
+    """Called inside a poll before the group takes partitions away (what was handled of them is
+    checkpointed and committed then)."""
 
     def __post_init__(self) -> None:
         if self.start not in ("earliest", "latest"):
@@ -219,7 +226,25 @@ class KafkaPythonConsumer:
             # Fetch the topic's metadata before the first poll joins the group: a group leader
             # without it assigns nobody any partition of the topic.
             self._consumer.partitions_for_topic(options.topic)
-            self._consumer.subscribe([options.topic])
+            self._consumer.subscribe([options.topic], listener=self._listener(options))
+
+    def _listener(self, options: ConsumerOptions) -> Any:
+        from kafka import ConsumerRebalanceListener
+
+        consumer, tp, topic = self._consumer, self._tp, options.topic
+
+        class Listener(ConsumerRebalanceListener):
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                if options.on_revoke is not None and revoked:
+                    options.on_revoke(sorted(t.partition for t in revoked))
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                if options.on_assign is not None and assigned:
+                    resume = options.on_assign(sorted(t.partition for t in assigned))
+                    for partition, offset in resume.items():
+                        consumer.seek(tp(topic, partition), offset)
+
+        return Listener()
 
     def poll(self, max_records: int, timeout_s: float) -> RecordBatch | None:
         polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
@@ -283,8 +308,31 @@ class ConfluentConsumer:
         if options.partitions is not None:
             self._consumer.assign([TopicPartition(options.topic, p) for p in options.partitions])
         else:
-            self._consumer.subscribe([options.topic])
+            self._consumer.subscribe(
+                [options.topic], on_assign=self._assigned(options), on_revoke=self._revoked(options)
+            )
         self._positions: dict[int, int] = {}
+
+    def _assigned(self, options: ConsumerOptions) -> Callable[[Any, list], None]:
+        def on_assign(consumer: Any, partitions: list) -> None:
+            if options.on_assign is not None and partitions:
+                resume = options.on_assign(sorted(p.partition for p in partitions))
+                for p in partitions:
+                    if p.partition in resume:
+                        p.offset = resume[p.partition]
+            consumer.assign(partitions)
+
+        return on_assign
+
+    def _revoked(self, options: ConsumerOptions) -> Callable[[Any, list], None]:
+        def on_revoke(consumer: Any, partitions: list) -> None:
+            for p in partitions:
+                self._positions.pop(p.partition, None)
+            if options.on_revoke is not None and partitions:
+                options.on_revoke(sorted(p.partition for p in partitions))
+            consumer.unassign()
+
+        return on_revoke
 
     def poll(self, max_records: int, timeout_s: float) -> RecordBatch | None:
         # consume() waits for the full timeout unless max_records arrive: take what is queued, and
@@ -374,8 +422,11 @@ class KafkaPythonProducer:
         value: bytes,
         key: bytes | None = None,
         headers: Sequence[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
     ) -> None:
-        future = self._producer.send(topic, value=value, key=key, headers=list(headers or ()))
+        future = self._producer.send(
+            topic, value=value, key=key, headers=list(headers or ()), partition=partition
+        )
         self._counts.sent(topic)
         future.add_callback(self._on_success, topic)
         future.add_errback(self._on_error, topic)
@@ -436,11 +487,18 @@ class ConfluentProducer:
         value: bytes,
         key: bytes | None = None,
         headers: Sequence[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
     ) -> None:
+        where = {} if partition is None else {"partition": partition}
         while True:
             try:
                 self._producer.produce(
-                    topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=headers,
+                    on_delivery=self._on_delivery,
+                    **where,
                 )
                 break
             except BufferError:  # local queue full: let librdkafka drain it
@@ -471,15 +529,18 @@ def deliver(
     producer: ProducerBackend,
     topic: str,
     messages: Iterable[tuple[bytes | None, bytes, Sequence[tuple[str, bytes]] | None]],
+    partition: int | None = None,
 ) -> int:
-    """Send (key, value, headers) messages and wait until the broker has them all.
+    """Send (key, value, headers) messages (to ``partition``, or by key) and wait until the
+    broker has them all.
 
     Used before committing offsets: raises if the broker refused any, so nothing is lost.
     """
     failed_before = producer.deliveries(topic).failed
+    where = {} if partition is None else {"partition": partition}
     n = 0
     for key, value, headers in messages:
-        producer.send(topic, value, key=key, headers=headers)
+        producer.send(topic, value, key=key, headers=headers, **where)
         n += 1
     if n:
         producer.flush()

@@ -49,6 +49,9 @@ class DetectionStage:
         self.aggregates = aggregates or RollingAggregates()
         self.listeners: list[Callable[[list[Alert]], object]] = []
         """Called on the event loop with each batch's changed alerts (feeds, charts)."""
+        self.observers: list[Callable[[ReadingBatch], object]] = []
+        """Called on the detection thread with each batch once it is processed (a worker's
+        checkpoint bookkeeping)."""
         self.findings = 0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="workbench-detect")
 
@@ -66,6 +69,8 @@ class DetectionStage:
         self.aggregates.update(readings)
         if self.publisher is not None and alerts:
             self.publisher.publish(alerts)
+        for observe in self.observers:
+            observe(batch)
         return alerts
 
     async def __call__(self, batch: ReadingBatch) -> list[Alert]:
@@ -83,6 +88,11 @@ class DetectionStage:
         settings change never lands in the middle of a batch and a reader never sees one half done.
         """
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def run_sync(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the detection thread and wait for it, from a thread other than that one
+        (a Kafka client's rebalance callback)."""
+        return self._executor.submit(fn).result()
 
     def close(self) -> None:
         """Let the detection thread go (after the source has stopped)."""

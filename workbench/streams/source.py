@@ -15,8 +15,9 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from streamz import Source, Stream
 from tornado.ioloop import IOLoop
@@ -41,6 +42,20 @@ T = TypeVar("T")
 DeadLetters = DeadLetterWriter | CountOnlyDeadLetters
 
 MAX_BACKOFF_S = 5.0
+
+
+class PartitionOwner(Protocol):
+    """State kept per partition beside the offsets (a worker's checkpointer); called on the
+    consumer's thread."""
+
+    def checkpoint(self, offsets: dict[int, int]) -> None:
+        """Make the state up to these offsets durable; they are committed right after."""
+
+    def assigned(self, partitions: list[int]) -> dict[int, int]:
+        """The group now gives us ``partitions``; where to resume those with state of their own."""
+
+    def revoked(self, partitions: list[int]) -> None:
+        """The group takes ``partitions`` away (what was handled of them is committed already)."""
 
 
 def _running_loop_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -74,6 +89,8 @@ class from_kafka_readings(Source):
     max_batch: most records per poll and per emitted batch.
     poll_timeout_s: longest one poll waits (default: as long as the broker holds a fetch).
     commit_interval_s: commit processed offsets at most this often (and always on stop).
+    owner: state kept beside the offsets: checkpointed before every commit, restored when the
+        group hands a partition over (``workbench.streams.checkpoint``).
     """
 
     def __init__(
@@ -88,6 +105,7 @@ class from_kafka_readings(Source):
         commit_interval_s: float = 1.0,
         validator: ReadingValidator | None = None,
         deadletter_topic: str | None = TOPIC_DEADLETTER,
+        owner: PartitionOwner | None = None,
         **kwargs: Any,
     ) -> None:
         if max_batch < 1:
@@ -103,6 +121,7 @@ class from_kafka_readings(Source):
         self.commit_interval_s = commit_interval_s
         self.validator = validator or ReadingValidator()
         self.deadletter_topic = deadletter_topic
+        self.owner = owner
         self.metrics = PipelineMetrics()
         self._pending: dict[int, int] = {}
         self._partition_latest: dict[int, datetime] = {}
@@ -144,7 +163,18 @@ class from_kafka_readings(Source):
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
 
     def _open(self) -> tuple[ConsumerBackend, DeadLetters]:
-        consumer = make_consumer(self.settings, self.options)
+        options = self.options
+        if self.owner is not None and options.group_id is not None:
+            held: list[ConsumerBackend] = []
+            options = replace(
+                options,
+                on_assign=self.owner.assigned,
+                on_revoke=lambda partitions: self._revoked(held[0], partitions),
+            )
+            consumer = make_consumer(self.settings, options)
+            held.append(consumer)
+        else:
+            consumer = make_consumer(self.settings, options)
         if self.deadletter_topic is None:
             return consumer, CountOnlyDeadLetters()
         producer = make_producer(self.settings, client_id="workbench-deadletter")
@@ -252,10 +282,32 @@ class from_kafka_readings(Source):
                 self._partition_latest[partition] = ts
         return min(self._partition_latest.values(), default=None)
 
+    def _commit_now(self, consumer: ConsumerBackend, offsets: dict[int, int]) -> None:
+        """On the consumer thread: the owner's state first, then the offsets."""
+        if self.owner is not None:
+            self.owner.checkpoint(offsets)
+        consumer.commit(offsets)
+
+    def _revoked(self, consumer: ConsumerBackend, partitions: list[int]) -> None:
+        """In a poll, before the group takes ``partitions``: commit what was handled of them, so
+        their next owner starts exactly there; their times no longer hold the watermark back."""
+        offsets = {p: o for p, o in self._pending.items() if p in partitions}
+        if offsets:
+            try:
+                self._commit_now(consumer, offsets)
+            except Exception as exc:  # the next owner resumes from the last checkpoint instead
+                self.metrics.record_error(exc, status="consuming")
+                log.warning("committing revoked partitions failed: %s", exc)
+        for partition in partitions:
+            self._pending.pop(partition, None)
+            self._partition_latest.pop(partition, None)
+        if self.owner is not None:
+            self.owner.revoked(partitions)
+
     async def _commit(self, consumer: ConsumerBackend) -> None:
         offsets = dict(self._pending)
         try:
-            await self._in_thread(consumer.commit, offsets)
+            await self._in_thread(self._commit_now, consumer, offsets)
         except Exception as exc:
             # The consumer is still fetching: a commit refused during a rebalance is counted as an
             # error and retried, but the pipeline is not reconnecting.

@@ -8,19 +8,46 @@ from collections.abc import Callable
 
 from workbench.config import (
     TOPIC_ALERTS,
+    TOPIC_CHANGELOG,
     TOPIC_DEADLETTER,
+    TOPIC_DEVICES,
+    TOPIC_METRICS,
     TOPIC_READINGS,
+    TOPIC_SETTINGS,
     TOPIC_TRUTH,
     Settings,
 )
 
+READING_PARTITIONS = 6
 DEFAULT_TOPICS: dict[str, int] = {
-    TOPIC_READINGS: 6,
+    TOPIC_READINGS: READING_PARTITIONS,
     TOPIC_TRUTH: 1,
     TOPIC_DEADLETTER: 1,
     TOPIC_ALERTS: 3,
+    TOPIC_METRICS: 1,
+    TOPIC_DEVICES: 3,
+    TOPIC_SETTINGS: 1,
+    TOPIC_CHANGELOG: READING_PARTITIONS,
 }
-"""Topic → partition count. Readings are keyed by device, so 6 partitions keep per-device order."""
+"""Topic → partition count. Readings are keyed by device, so 6 partitions keep per-device order;
+the detector-state changelog is co-partitioned with them (a device's state lives in the
+partition number of its readings)."""
+_COMPACTED = {
+    "cleanup.policy": "compact",
+    # Compact soon after writing (a takeover reads the whole log): roll a segment every minute.
+    "segment.ms": "60000",
+    "min.cleanable.dirty.ratio": "0.1",
+    "delete.retention.ms": "60000",
+}
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {
+    TOPIC_ALERTS: {"cleanup.policy": "compact"},
+    TOPIC_DEVICES: _COMPACTED,
+    TOPIC_SETTINGS: {"cleanup.policy": "compact"},
+    TOPIC_CHANGELOG: _COMPACTED,
+    TOPIC_METRICS: {"retention.ms": str(24 * 3600 * 1000)},
+}
+"""Per-topic configuration: alert states by alert id, devices and settings are compacted (the
+latest record per key is what counts); pipeline figures are kept a day."""
 RETRY_S = 2.0
 """How long each attempt waits for an unreachable broker to answer."""
 
@@ -30,14 +57,17 @@ def ensure_topics(
     topics: dict[str, int] | None = None,
     replication: int = 1,
     connect_timeout_s: float = 30.0,
+    configs: dict[str, dict[str, str]] | None = None,
 ) -> list[str]:
-    """Create whichever of ``topics`` do not exist yet; returns the names created.
+    """Create whichever of ``topics`` do not exist yet (with ``configs``, default
+    ``TOPIC_CONFIGS``, by name); returns the names created.
 
     Raises kafka-python's ``KafkaTimeoutError`` when no broker answers within ``connect_timeout_s``.
     """
     from kafka.admin import KafkaAdminClient, NewTopic
 
     wanted = DEFAULT_TOPICS if topics is None else topics
+    configs = TOPIC_CONFIGS if configs is None else configs
     admin = KafkaAdminClient(
         bootstrap_servers=settings.bootstrap,
         client_id="workbench-admin",
@@ -48,7 +78,12 @@ def ensure_topics(
     try:
         existing = set(admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=n, replication_factor=replication)
+            NewTopic(
+                name,
+                num_partitions=n,
+                replication_factor=replication,
+                topic_configs=configs.get(name, {}),
+            )
             for name, n in wanted.items()
             if name not in existing
         ]

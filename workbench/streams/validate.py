@@ -7,10 +7,12 @@ being the device id) are cheap comparisons or cached lookups around it.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -53,12 +55,21 @@ class ReadingBatch:
     received_at: float = field(default_factory=time.time)
     partition_latest: dict[int, datetime] = field(default_factory=dict)
     """partition → time of its last valid reading in this batch (for the source's watermark)."""
+    runs: list[tuple[int, int]] = field(default_factory=list)
+    """(partition, index of its first reading) for each run of readings from one partition."""
     watermark: datetime | None = None
     """Set by the source: data time every partition has reached, so a device quiet before it
     is really silent rather than on a partition that lags behind."""
 
     def __len__(self) -> int:
         return len(self.readings)
+
+    def partitions(self) -> Iterator[tuple[int, list[Reading]]]:
+        """(partition, its readings) for each run of readings from one partition."""
+        ends = [start for _, start in self.runs[1:]] + [len(self.readings)]
+        for (partition, start), end in zip(self.runs, ends, strict=True):
+            if end > start:
+                yield partition, self.readings[start:end]
 
 
 class ReadingValidator:
@@ -121,7 +132,8 @@ class ReadingValidator:
                 keep(reading)
                 keep_ts(batch.timestamps_ms[i])
         latest = _partition_latest(batch.runs, len(batch), refused_at, readings)
-        return ReadingBatch(readings, stamps, rejected, received_at, latest)
+        runs = [(p, start - bisect.bisect_left(refused_at, start)) for p, start in batch.runs]
+        return ReadingBatch(readings, stamps, rejected, received_at, latest, runs)
 
     def _check_device(self, reading: Reading, key: bytes | None) -> None:
         """Refuse a reading whose id or firmware has other characters or whose key is not its id;

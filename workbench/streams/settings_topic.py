@@ -1,0 +1,191 @@
+"""Detector settings as a compacted, versioned topic: every worker applies the latest version.
+
+A change is checked as a whole (``workbench.server.tuning``), then published as the full
+settings in force with its version, who made it (and in which role), when, and the values
+it moved from and to: the topic is the settings' audit trail as well as their store. Workers
+follow the topic and apply a new version between two batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import msgspec
+
+from workbench.alerts.model import SeverityPolicy
+from workbench.config import TOPIC_SETTINGS, Settings
+from workbench.models.ensemble import EnsembleDetector
+from workbench.server import tuning
+from workbench.streams.clients import ProducerBackend, deliver, make_producer
+from workbench.streams.records import read_partitions
+
+KEY = b"detector-settings"
+log = logging.getLogger(__name__)
+
+
+class SettingsVersion(msgspec.Struct, kw_only=True):
+    """One version of the detector settings, and the change that made it."""
+
+    version: int
+    settings: dict[str, dict[str, Any]]
+    """Everything in force: {"detector": {…}, "severity": {…}}."""
+    old: dict[str, dict[str, Any]]
+    new: dict[str, dict[str, Any]]
+    """The values this version changed, before and after."""
+    changed_by: str
+    role: str
+    changed_at: float
+    """Seconds since the epoch."""
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(SettingsVersion).decode
+
+
+def defaults() -> dict[str, dict[str, Any]]:
+    """The settings in force before anyone changed them."""
+    return tuning.current(EnsembleDetector(), SeverityPolicy())
+
+
+def decode_version(value: bytes) -> SettingsVersion:
+    """A settings version from its wire form (JSON)."""
+    return _decode(value)
+
+
+def latest_version(settings: Settings, topic: str = TOPIC_SETTINGS) -> SettingsVersion | None:
+    """The newest version on the topic (None: the defaults are in force)."""
+    newest = None
+    for record in read_partitions(settings, topic):
+        if record.key == KEY and record.value:
+            version = _decode(record.value)
+            if newest is None or version.version > newest.version:
+                newest = version
+    return newest
+
+
+def plan_version(
+    current: SettingsVersion | None, body: object, changed_by: str, role: str
+) -> SettingsVersion | None:
+    """The version a change makes on top of ``current``; None when it changes nothing.
+
+    Raises ValueError saying what is wrong with the change and what is allowed.
+    """
+    in_force = defaults() if current is None else current.settings
+    detector = EnsembleDetector(**in_force["detector"])
+    policy = SeverityPolicy(**in_force["severity"])
+    old, new = tuning.plan_change(body, detector, policy)
+    if not new:
+        return None
+    policy = tuning.apply_change(new, detector, policy)
+    return SettingsVersion(
+        version=1 if current is None else current.version + 1,
+        settings=tuning.current(detector, policy),
+        old=old,
+        new=new,
+        changed_by=changed_by,
+        role=role,
+        changed_at=time.time(),
+    )
+
+
+def publish_version(
+    producer: ProducerBackend, version: SettingsVersion, topic: str = TOPIC_SETTINGS
+) -> None:
+    """Put a version on the topic; returns once the broker has it."""
+    deliver(producer, topic, [(KEY, _encode(version), None)])
+
+
+def apply_version(
+    version: SettingsVersion, detector: EnsembleDetector, policy: SeverityPolicy
+) -> SeverityPolicy:
+    """Bring a detector to a version's settings; the severity policy to use from now on."""
+    fixed = set(tuning.FIXED)
+    detector.set_params(**{k: v for k, v in version.settings["detector"].items() if k not in fixed})
+    return SeverityPolicy(**version.settings["severity"])
+
+
+class SettingsFollower:
+    """Reads the settings topic on a thread of its own and keeps the newest version."""
+
+    def __init__(
+        self, settings: Settings, topic: str = TOPIC_SETTINGS, interval_s: float = 0.5
+    ) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.interval_s = interval_s
+        self.latest: SettingsVersion | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="workbench-settings", daemon=True)
+
+    def start(self) -> None:
+        """Begin following."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop following (within ``interval_s``)."""
+        self._stop.set()
+        self._thread.join(10)
+
+    def _follow(self) -> None:
+        from kafka import KafkaConsumer
+
+        consumer = None
+        while not self._stop.is_set():
+            try:
+                if consumer is None:
+                    consumer = KafkaConsumer(
+                        self.topic,
+                        bootstrap_servers=self.settings.bootstrap,
+                        group_id=None,
+                        auto_offset_reset="earliest",
+                        enable_auto_commit=False,
+                        metadata_max_age_ms=5000,
+                        **self.settings.kafka_python_security(),
+                    )
+                for records in consumer.poll(int(self.interval_s * 1000)).values():
+                    for r in records:
+                        if r.key == KEY and r.value:
+                            self._offer(r.value)
+            except Exception as exc:  # a broker outage: say so, keep following
+                log.warning("following %s: %s", self.topic, exc)
+                self._stop.wait(self.interval_s)
+        if consumer is not None:
+            consumer.close()
+
+    def _offer(self, value: bytes) -> None:
+        try:
+            version = _decode(value)
+        except msgspec.DecodeError as exc:  # not ours to apply; the next version will do
+            log.warning("ignoring a malformed record on %s: %s", self.topic, exc)
+            return
+        if self.latest is None or version.version > self.latest.version:
+            self.latest = version
+
+
+def change_settings(
+    settings: Settings,
+    body: object,
+    actor: str,
+    role: str,
+    topic: str = TOPIC_SETTINGS,
+) -> SettingsVersion | None:
+    """Check a change against the latest version, publish the new version and audit it; None
+    when it changes nothing. Raises ValueError saying what is wrong and what is allowed."""
+    from workbench.security.audit import AuditLog
+    from workbench.store.db import open_database
+
+    version = plan_version(latest_version(settings, topic), body, actor, role)
+    if version is None:
+        return None
+    producer = make_producer(settings, client_id="workbench-settings")
+    try:
+        publish_version(producer, version, topic)
+    finally:
+        producer.close()
+    AuditLog(open_database(settings.database)).record(
+        actor, "settings.change", f"settings v{version.version}", version.old, version.new
+    )
+    return version

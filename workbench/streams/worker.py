@@ -1,0 +1,243 @@
+"""``workbench worker``: the one detection pipeline, and the factory every runner builds it with.
+
+Source → validate → detect → alerts, with its state and figures as topics: alert states go to
+``iot.alerts`` (keyed by alert id), per-device detector state to a changelog before each commit
+(``workbench.streams.checkpoint``), the latest state per device to ``iot.devices``, the
+worker's figures to ``iot.metrics`` once a second, and it applies new versions from
+``iot.settings`` between batches. Any number of workers in one consumer group share the readings'
+partitions: Kafka's group protocol hands them out and moves them when a worker comes or goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from workbench.alerts.publish import AlertPublisher
+from workbench.config import (
+    TOPIC_ALERTS,
+    TOPIC_CHANGELOG,
+    TOPIC_DEADLETTER,
+    TOPIC_DEVICES,
+    TOPIC_METRICS,
+    TOPIC_READINGS,
+    TOPIC_SETTINGS,
+    Settings,
+)
+from workbench.models.ensemble import EnsembleDetector
+from workbench.streams.checkpoint import Checkpointer
+from workbench.streams.clients import make_producer
+from workbench.streams.detect import DetectionStage, live_detection_stage
+from workbench.streams.settings_topic import SettingsFollower, SettingsVersion, apply_version
+from workbench.streams.source import from_kafka_readings
+from workbench.streams.topics import READING_PARTITIONS, TOPIC_CONFIGS, ensure_topics
+
+WORKER_GROUP = "workbench-workers"
+CHECKPOINT_S = 5.0
+"""How often a worker checkpoints its state and commits its offsets (Quix Streams' default): a
+killed worker's successor repeats at most this much of its work."""
+FIGURES_S = 1.0
+log = logging.getLogger(__name__)
+
+
+def _plain(value: object) -> object:
+    """numpy scalars (the aggregates' figures) as Python numbers."""
+    item = getattr(value, "item", None)
+    if item is None:
+        raise TypeError(f"cannot encode {type(value).__name__}")
+    return item()
+
+
+_encode = msgspec.json.Encoder(enc_hook=_plain).encode
+
+
+@dataclass(frozen=True)
+class WorkerTopics:
+    """The topics a worker reads and writes (tests and benchmarks use names of their own)."""
+
+    readings: str = TOPIC_READINGS
+    deadletter: str = TOPIC_DEADLETTER
+    alerts: str = TOPIC_ALERTS
+    changelog: str = TOPIC_CHANGELOG
+    devices: str = TOPIC_DEVICES
+    metrics: str = TOPIC_METRICS
+    settings: str = TOPIC_SETTINGS
+
+    @classmethod
+    def prefixed(cls, prefix: str) -> WorkerTopics:
+        """Every topic named ``prefix`` + its usual name."""
+        return cls(**{f: prefix + getattr(cls, f) for f in cls.__dataclass_fields__})
+
+    def ensure(self, settings: Settings, partitions: int = READING_PARTITIONS) -> list[str]:
+        """Create those missing, the changelog co-partitioned with the readings."""
+        usual = WorkerTopics()
+        counts = {self.readings: partitions, self.changelog: partitions}
+        counts |= {self.deadletter: 1, self.alerts: 3, self.devices: 3}
+        counts |= {self.metrics: 1, self.settings: 1}
+        configs = {
+            getattr(self, f): TOPIC_CONFIGS[getattr(usual, f)]
+            for f in self.__dataclass_fields__
+            if getattr(usual, f) in TOPIC_CONFIGS
+        }
+        return ensure_topics(settings, counts, configs=configs)
+
+
+def default_worker_id() -> str:
+    """host-pid: unique among the workers of a group, and says where to look."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class WorkerConfig:
+    """How a worker runs."""
+
+    group_id: str = WORKER_GROUP
+    worker_id: str = field(default_factory=default_worker_id)
+    start: str = "latest"
+    """Where a group with no committed offsets (and no checkpoint) starts."""
+    topics: WorkerTopics = field(default_factory=WorkerTopics)
+    checkpoint_s: float = CHECKPOINT_S
+    background_refits: bool = True
+
+
+class Worker:
+    """One detection pipeline; build it on the event loop that runs it."""
+
+    def __init__(self, settings: Settings, config: WorkerConfig | None = None) -> None:
+        self.settings = settings
+        self.config = config or WorkerConfig()
+        topics = self.config.topics
+        self.producer = make_producer(settings, client_id=f"worker-{self.config.worker_id}")
+        self.stage: DetectionStage = live_detection_stage(
+            AlertPublisher(self.producer, topics.alerts), self.config.background_refits
+        )
+        self.checkpointer = Checkpointer(
+            settings,
+            self.stage,
+            self.producer,
+            self.config.worker_id,
+            topics.changelog,
+            topics.devices,
+        )
+        self.source = from_kafka_readings(
+            settings,
+            topic=topics.readings,
+            group_id=self.config.group_id,
+            start=self.config.start,
+            commit_interval_s=self.config.checkpoint_s,
+            deadletter_topic=topics.deadletter,
+            owner=self.checkpointer,
+        )
+        self.source.sink(self.stage)
+        self.follower = SettingsFollower(settings, topics.settings)
+        self.settings_version = 0
+        """The settings version in force (0: the defaults)."""
+
+    @property
+    def detector(self) -> EnsembleDetector:
+        """The worker's ensemble."""
+        assert isinstance(self.stage.detector, EnsembleDetector)
+        return self.stage.detector
+
+    def start(self) -> None:
+        """Start following the settings and consuming (on the event loop)."""
+        self.follower.start()
+        self.source.start()
+
+    async def tick(self) -> None:
+        """Once a second: apply a newer settings version, publish the worker's figures."""
+        version = self.follower.latest
+        if version is not None and version.version > self.settings_version:
+            await self.stage.between_batches(lambda: self._apply(version))
+        await self.stage.between_batches(self._publish_figures)
+
+    def _apply(self, version: SettingsVersion) -> None:
+        policy = apply_version(version, self.detector, self.stage.manager.policy)
+        self.stage.manager.set_policy(policy)
+        self.settings_version = version.version
+        log.info(
+            "settings version %d applied (by %s: %s)", version.version, version.changed_by,
+            version.new,
+        )  # fmt: skip
+
+    def figures(self) -> dict[str, Any]:
+        """What the worker publishes to the metrics topic (every figure's unit in its name)."""
+        cp = self.checkpointer
+        return {
+            "worker": self.config.worker_id,
+            "group": self.config.group_id,
+            "at": time.time(),
+            "pipeline": self.source.metrics.snapshot().as_dict(),
+            "partitions": sorted(cp.owned),
+            "devices": len(cp.ledger),
+            "devices_restored": cp.restored,
+            "alerts_active": len(self.stage.manager.active),
+            "settings_version": self.settings_version,
+            "aggregates": self.stage.aggregates.snapshot(),
+        }
+
+    def _publish_figures(self) -> None:
+        figures = self.figures()
+        self.producer.send(
+            self.config.topics.metrics, _encode(figures), key=self.config.worker_id.encode()
+        )
+
+    def status_lines(self) -> list[str]:
+        """The worker's state for a terminal."""
+        cp = self.checkpointer
+        owned = ", ".join(map(str, sorted(cp.owned))) or "none yet"
+        lines = [
+            "pipeline: " + self.source.metrics.snapshot().line(),
+            f"worker {self.config.worker_id}: partitions {owned} · {len(cp.ledger):,} devices · "
+            f"{cp.restored:,} restored from the changelog · settings v{self.settings_version}",
+            "alerts: " + alert_line(self.stage),
+        ]
+        return lines + [f"  {e}" for e in cp.events[-2:]]
+
+    async def stop(self) -> None:
+        """Stop after the batch in hand: checkpoint, commit, let everything go."""
+        self.source.stop()
+        await self.source.wait_stopped()
+        self.follower.stop()
+        self.stage.close()
+        self.producer.close()
+
+
+def alert_line(stage: DetectionStage) -> str:
+    """Active alerts by severity, history size and the latest one, in a line."""
+    active = stage.manager.active
+    by_severity = {sev: sum(a.severity == sev for a in active) for sev in ("high", "medium", "low")}
+    latest = next(reversed(stage.manager.history.values()), None)
+    counts = " · ".join(f"{n} {sev}" for sev, n in by_severity.items())
+    tail = f" · latest: [{latest.severity}] {latest.explanation}" if latest else ""
+    return f"{len(active)} active ({counts}) · {len(stage.manager.history):,} in history{tail}"
+
+
+async def run_worker(
+    worker: Worker,
+    stopping: threading.Event,
+    show: Callable[[Callable[[], list[str]]], None] | None = None,
+) -> None:
+    """Run ``worker`` until ``stopping`` is set, ticking once a second (``show`` is handed its
+    status lines each time)."""
+    worker.start()
+    try:
+        while not stopping.is_set():
+            try:
+                await worker.tick()
+            except Exception:
+                log.exception("a worker tick failed; carrying on")
+            if show is not None:
+                show(worker.status_lines)
+            await asyncio.sleep(FIGURES_S)
+    finally:
+        await worker.stop()
