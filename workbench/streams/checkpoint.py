@@ -41,12 +41,13 @@ class DeviceLedger(msgspec.Struct, kw_only=True):
     readings: int = 0
     """Valid readings of the device processed, over every worker that has owned it."""
     last_seq: int | None = None
+    """The highest sequence number seen."""
     last_ts: datetime | None = None
     missing: int = 0
     """Sequence numbers skipped (readings the device numbered but nobody processed)."""
     repeated: int = 0
-    """Readings whose sequence number did not rise (a device that restarted its count, or
-    readings processed again after a worker died between checkpoint and commit)."""
+    """Readings numbered at or below the highest seen: processed again (a worker died while it
+    checkpointed), or sent by a device that restarted its count."""
 
 
 class DeviceCheckpoint(msgspec.Struct, kw_only=True):
@@ -138,14 +139,16 @@ class Checkpointer:
                         device_type=r.device_type, partition=partition
                     )
                 entry.readings += 1
-                seq, last = r.seq, entry.last_seq
-                if seq is not None and last is not None:
-                    if seq <= last:
-                        entry.repeated += 1
-                    elif seq > last + 1:
-                        entry.missing += seq - last - 1
-                entry.last_seq = seq
                 entry.last_ts = r.ts
+                seq, last = r.seq, entry.last_seq
+                if seq is None:
+                    continue
+                if last is None or seq > last:
+                    if last is not None:
+                        entry.missing += seq - last - 1
+                    entry.last_seq = seq
+                else:
+                    entry.repeated += 1
                 dirty.add(r.device_id)
 
     # -- the source's hooks (consumer thread) -------------------------------------------------
@@ -162,6 +165,15 @@ class Checkpointer:
     def revoked(self, partitions: list[int]) -> None:
         """Nothing to let go yet: an eager rebalance takes every partition away and hands most
         back, so state is dropped only for those not handed back (``assigned``)."""
+
+    def data_time(self, partition: int) -> datetime | None:
+        """The latest reading time among the devices held for ``partition``."""
+        times = [
+            e.last_ts
+            for e in self.ledger.values()
+            if e.partition == partition and e.last_ts is not None
+        ]
+        return max(times, default=None)
 
     # -- on the detection thread --------------------------------------------------------------
     def _write(self, offsets: dict[int, int]) -> None:

@@ -54,6 +54,9 @@ class PartitionOwner(Protocol):
     def assigned(self, partitions: list[int]) -> dict[int, int]:
         """The group now gives us ``partitions``; where to resume those with state of their own."""
 
+    def data_time(self, partition: int) -> datetime | None:
+        """The data time a partition's state has reached (None: no state of its own)."""
+
     def revoked(self, partitions: list[int]) -> None:
         """The group takes ``partitions`` away (what was handled of them is committed already)."""
 
@@ -168,7 +171,7 @@ class from_kafka_readings(Source):
             held: list[ConsumerBackend] = []
             options = replace(
                 options,
-                on_assign=self.owner.assigned,
+                on_assign=self._assigned,
                 on_revoke=lambda partitions: self._revoked(held[0], partitions),
             )
             consumer = make_consumer(self.settings, options)
@@ -287,6 +290,18 @@ class from_kafka_readings(Source):
         if self.owner is not None:
             self.owner.checkpoint(offsets)
         consumer.commit(offsets)
+
+    def _assigned(self, partitions: list[int]) -> dict[int, int]:
+        """In a poll, when the group hands us ``partitions``: the owner restores their state, and
+        a partition resumed from state holds the watermark at that state's data time until its
+        backlog is read (or its devices would look silent meanwhile)."""
+        assert self.owner is not None
+        resume = self.owner.assigned(partitions)
+        for partition in resume:
+            at = self.owner.data_time(partition)
+            if at is not None and partition not in self._partition_latest:
+                self._partition_latest[partition] = at
+        return resume
 
     def _revoked(self, consumer: ConsumerBackend, partitions: list[int]) -> None:
         """In a poll, before the group takes ``partitions``: commit what was handled of them, so
