@@ -17,12 +17,13 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from workbench.broker import LocalBroker
-from workbench.config import Settings
+from workbench.config import TOPIC_READINGS, Settings
 from workbench.security.tokens import ROLES, TokenStore
 from workbench.server.app import ServeConfig
 from workbench.server.background import BackgroundServer
 from workbench.store.db import Database
 from workbench.streams.topics import ensure_topics
+from workbench.streams.worker import WorkerTopics
 
 T = TypeVar("T")
 
@@ -83,11 +84,13 @@ async def ws_status(url: str, token: str | None = None) -> int:
 
 
 class Api:
-    """A running server, its topic and one token per role (plus a revoked one)."""
+    """A running server, its topics and one token per role (plus a revoked one)."""
 
-    def __init__(self, settings: Settings, db: Database, config: ServeConfig, topic: str) -> None:
+    def __init__(self, settings: Settings, db: Database, config: ServeConfig) -> None:
         self.settings = settings
-        self.topic = topic
+        self.topics = config.topics
+        self.topic = config.topics.readings
+        self.prefix = self.topic.removesuffix(TOPIC_READINGS)
         store = TokenStore(db)
         self.tokens = {role: store.create(f"test-{role}", role, "tests")[0] for role in ROLES}
         revoked, record = store.create("test-revoked", "admin", "tests")
@@ -102,13 +105,16 @@ class Api:
 
 
 def start_api(broker: LocalBroker, tmp: Path, database: str | None = None, **config: object) -> Api:
-    """A server on a fresh topic and store (SQLite in ``tmp`` unless a database URL is given)."""
+    """A server on fresh topics (``t.api.<hex>.`` + the usual names) and store (SQLite in ``tmp``
+    unless a database URL is given). Alerts come from workers on the same topics
+    (``tests.worker_helpers.Namespace(…, prefix=api.prefix)``)."""
     if not broker.is_running():
         broker.start()
-    topic = f"t.api.{uuid.uuid4().hex[:8]}.readings"
-    ensure_topics(broker.settings, {topic: 6, f"{topic}.truth": 1})
+    topics = WorkerTopics.prefixed(f"t.api.{uuid.uuid4().hex[:8]}.")
+    topics.ensure(broker.settings)
+    ensure_topics(broker.settings, {f"{topics.readings}.truth": 1})
     db = Database(database or f"sqlite:///{tmp / 'api.db'}")
     serve = ServeConfig(
-        port=0, topic=topic, group_id=f"g-{uuid.uuid4().hex[:6]}", start="earliest", **config
+        port=0, topics=topics, group_id=f"g-{uuid.uuid4().hex[:6]}", start="earliest", **config
     )
-    return Api(broker.settings, db, serve, topic)
+    return Api(broker.settings, db, serve)

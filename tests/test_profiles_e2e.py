@@ -1,5 +1,6 @@
-"""A fleet that only a profile file defines, end to end: `workbench serve` and `workbench dashboard`
-with ``--profiles plant.toml`` on their own real broker, the dashboard in Chromium.
+"""A fleet that only a profile file defines, end to end: `workbench serve`, `workbench worker` and
+`workbench dashboard` with ``--profiles plant.toml`` on their own real broker, the dashboard in
+Chromium.
 
 The plant's gateway names the device ``serial``, sends epoch milliseconds and the type in
 ``model``: pumps with 8 gauges, water meters with a counter, a door switch with a binary metric.
@@ -108,7 +109,8 @@ def _get(base: str, path: str, token: str) -> Any:
 
 @pytest.fixture(scope="module")
 def plant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """`workbench serve` (its own broker) and `workbench dashboard` on the plant's profiles."""
+    """`workbench serve` (its own broker), a `workbench worker` and `workbench dashboard` on the
+    plant's profiles."""
     data = tmp_path_factory.mktemp("plant")
     env = {
         "WORKBENCH_KAFKA_PORT": str(KAFKA_PORT),
@@ -122,15 +124,24 @@ def plant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     ) as serve:
         api = serve.wait_for(r"serving on (http://\S+)", timeout_s=180).group(1)
         bootstrap = f"localhost:{KAFKA_PORT}"
-        with RunningCommand(
-            *["dashboard", "--profiles", str(PLANT), "--bootstrap-servers", bootstrap],
-            *["--port", str(DASHBOARD_PORT)],
-            env=env,
-        ) as dashboard:
+        with (
+            RunningCommand(
+                *["worker", "--profiles", str(PLANT), "--bootstrap-servers", bootstrap],
+                *["--start", "earliest"],
+                env=env,
+            ) as worker,
+            RunningCommand(
+                *["dashboard", "--profiles", str(PLANT), "--bootstrap-servers", bootstrap],
+                *["--port", str(DASHBOARD_PORT)],
+                env=env,
+            ) as dashboard,
+        ):
             link = dashboard.wait_for(r"dashboard: (http://\S+)", timeout_s=120).group(1)
+            worker.wait_for(r"worker \S+: partitions 0, 1, 2, 3, 4, 5", timeout_s=120)
             token, _ = create_token(settings, "plant e2e", "viewer", "e2e test")
             yield {"api": api, "token": token, "link": link, "settings": settings}
             assert dashboard.stop(signal.SIGINT, 60)[0] == 0, dashboard.output
+            assert worker.stop(signal.SIGINT, 60)[0] == 0, worker.output
         assert serve.stop(signal.SIGINT, 60)[0] == 0, serve.output
 
 

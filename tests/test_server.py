@@ -29,15 +29,18 @@ from tests.kafka_helpers import env_reading
 from tests.postgres_helpers import throwaway_postgres
 from tests.server_helpers import Api, start_api, ws_connect, ws_status
 from tests.test_store import make_alert
+from tests.worker_helpers import Namespace
 from workbench.broker import LocalBroker
 from workbench.config import Settings
 from workbench.profiles.compile import compile_profiles
 from workbench.profiles.load import load_profiles
-from workbench.schema import METRICS, UNITS, Reading, encode
+from workbench.schema import METRICS, UNITS, encode
 from workbench.security.pseudonym import Pseudonymiser
 from workbench.security.tokens import ROLES
 from workbench.simulator import run_simulator
 from workbench.streams.clients import make_producer
+from workbench.streams.records import read_partitions
+from workbench.streams.settings_topic import decode_version
 
 pytestmark = pytest.mark.kafka
 TLS = Path(__file__).parent / "data" / "tls"
@@ -140,7 +143,10 @@ def _simulate(api: Api, devices: int = 30, count: int = 6000) -> None:
     assert stats.sent == count
 
 
-def test_alerts_reach_sockets_store_and_rest(api: Api) -> None:
+def test_alerts_reach_sockets_store_and_rest(api: Api, tmp_path: Path) -> None:
+    """A worker on the server's topics detects; the server stores and relays what it publishes."""
+    workers = Namespace(api.settings, tmp_path, prefix=api.prefix)
+
     async def listen() -> tuple[list[dict], list[dict], list[dict]]:
         alerts_ws = await ws_connect(api.server.ws_url + "/alerts", api.tokens["viewer"])
         readings_ws = await ws_connect(
@@ -158,10 +164,20 @@ def test_alerts_reach_sockets_store_and_rest(api: Api) -> None:
             ws.close()
         return got["alerts"], got["readings"], got["metrics"]
 
-    alerts, readings, metrics = asyncio.run(listen())
-    assert alerts and readings and metrics
-    assert {r["device_type"] for r in readings} == {"smart_meter"}
-    assert metrics[0]["pipeline"]["status"] == "consuming"
+    with workers.worker("api-worker") as worker:
+        alerts, readings, metrics = asyncio.run(listen())
+        assert alerts and readings and metrics, worker.output[-3000:]
+        assert {r["device_type"] for r in readings} == {"smart_meter"}
+        assert metrics[0]["readings"]["status"] == "consuming"
+        seen = api.running.wait_for(
+            "the worker's figures in /api/metrics",
+            lambda: (
+                (w := api.http("GET", "/api/metrics")[1]["workers"].get("api-worker"))
+                and w["pipeline"]["total"] > 0
+                and w
+            ),
+        )
+        assert seen["partitions"] == list(range(6))
 
     stored = api.running.wait_for(
         "the alerts in the store",
@@ -169,7 +185,7 @@ def test_alerts_reach_sockets_store_and_rest(api: Api) -> None:
     )
     ids = {a["alert_id"] for a in stored["items"]}
     assert {a["alert_id"] for a in alerts} <= ids
-    # The store may hold the alerts before the pipeline has handled every device's readings.
+    # The store may hold the alerts before the server has relayed every device's readings.
     devices = api.running.wait_for(
         "all 30 simulated devices in /api/devices",
         lambda: (
@@ -185,25 +201,11 @@ def test_alerts_reach_sockets_store_and_rest(api: Api) -> None:
     assert {a["device_id"] for a in stored["items"]} <= {d["device_id"] for d in devices["items"]}
 
 
-class NoFindings:
-    """Detection that finds nothing. The detectors follow the profiles of the process, and this
-    one runs on the simulator's, so they would refuse a plant reading; what /api/devices shows
-    of such a fleet does not depend on them. The plant end to end, detection included, is
-    tests/test_profiles_e2e.py (processes of their own, on the plant's profiles)."""
-
-    def process_batch(self, readings: list[Reading]) -> list:
-        return []
-
-    def silent_findings(self, now: object) -> list:
-        return []
-
-
 def test_devices_of_a_fleet_defined_only_by_its_profile_are_listed_with_units(
     broker: LocalBroker, tmp_path: Path
 ) -> None:
     plant = start_api(broker, tmp_path, profiles=PLANT)
     try:
-        plant.server.pipeline.stage.detector = NoFindings()
         t_ms = int(time.time() * 1000)
         records = [
             {"model": "meter", "serial": "M-9", "t_ms": t_ms, "n": 3, "volume": 1234.5},
@@ -253,7 +255,7 @@ def test_devices_of_a_fleet_defined_only_by_its_profile_are_listed_with_units(
 
 
 def test_acknowledgements_record_who_and_when_and_are_audited(api: Api) -> None:
-    # An incident of its own (the pipeline may close its incidents at any moment).
+    # An incident of its own (a worker may close its incidents at any moment).
     api.server.alerts.upsert([make_alert(7001)])
     status, acked = api.http("POST", "/api/anomalies/a7001/ack", "analyst")
     assert status == 200 and acked["state"] == "acknowledged"
@@ -272,16 +274,21 @@ def test_acknowledgements_record_who_and_when_and_are_audited(api: Api) -> None:
     assert api.http("GET", "/api/audit?action=alert.clear", "admin")[1]["total"] >= 1
 
 
-def test_settings_changes_apply_at_once_and_are_audited_bad_ones_are_refused(api: Api) -> None:
+def test_settings_changes_are_published_for_the_workers_and_audited_bad_ones_refused(
+    api: Api,
+) -> None:
     status, before = api.http("GET", "/api/settings")
     assert status == 200 and before["detector"]["anomaly_threshold"] == 0.1
     change = {"detector": {"anomaly_threshold": 0.3, "use_ewma": True}, "severity": {"high": 0.9}}
     status, after = api.http("PUT", "/api/settings", "analyst", change)
     assert status == 200
     assert after["detector"]["anomaly_threshold"] == 0.3 and after["severity"]["high"] == 0.9
-    pipeline = api.server.pipeline
-    assert api.running.call(lambda: pipeline.detector.anomaly_threshold) == 0.3
-    assert api.running.call(lambda: pipeline.stage.manager.policy.high) == 0.9
+    published = [
+        decode_version(r.value) for r in read_partitions(api.settings, api.topics.settings)
+    ]
+    assert [v.new for v in published] == [change]  # what every worker applies
+    assert published[0].changed_by.startswith("test-analyst") and published[0].role == "analyst"
+    assert published[0].settings == after
     audit = api.http("GET", "/api/audit?action=settings.update", "admin")[1]["items"][0]
     assert audit["old"] == {
         "detector": {"anomaly_threshold": 0.1, "use_ewma": False},
@@ -359,7 +366,7 @@ def test_revoking_a_token_closes_its_open_sockets(api: Api) -> None:
 def test_a_failing_metrics_second_does_not_end_the_metrics_channel(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = api.server.pipeline.metrics
+    real = api.server.feeds.metrics
     calls: list[float] = []
 
     def fails_once() -> dict:
@@ -368,7 +375,7 @@ def test_a_failing_metrics_second_does_not_end_the_metrics_channel(
             raise RuntimeError("deque mutated during iteration")
         return real()
 
-    monkeypatch.setattr(api.server.pipeline, "metrics", fails_once)
+    monkeypatch.setattr(api.server.feeds, "metrics", fails_once)
 
     async def next_metrics_after_the_failure() -> dict:
         ws = await ws_connect(api.server.ws_url + "/metrics", api.tokens["viewer"])
@@ -380,7 +387,7 @@ def test_a_failing_metrics_second_does_not_end_the_metrics_channel(
         finally:
             ws.close()
 
-    assert asyncio.run(next_metrics_after_the_failure())["pipeline"]["status"]
+    assert asyncio.run(next_metrics_after_the_failure())["readings"]["status"]
 
 
 def _raw_socket_that_never_reads(port: int, path: str, token: str) -> socket.socket:
@@ -404,7 +411,7 @@ def test_a_slow_client_loses_its_oldest_messages_and_never_slows_the_others(api:
     batches, per_batch = 200, 250
     total = batches * per_batch
     ours = {env_reading(1000 + d, 0).device_id for d in range(per_batch)}
-    counted = api.http("GET", "/api/metrics")[1]["pipeline"]["total"]
+    counted = api.http("GET", "/api/metrics")[1]["readings"]["total"]
     slow = _raw_socket_that_never_reads(api.server.port, "/", api.tokens["viewer"])
 
     def produce() -> None:
@@ -438,7 +445,7 @@ def test_a_slow_client_loses_its_oldest_messages_and_never_slows_the_others(api:
     try:
         assert asyncio.run(fast_clients()) == [total] * 3  # every reading, nothing dropped
         metrics = api.http("GET", "/api/metrics")[1]
-        assert metrics["pipeline"]["total"] - counted >= total  # the pipeline kept up
+        assert metrics["readings"]["total"] - counted >= total  # the readings feed kept up
         stuck = [c for c in metrics["clients"]["per_client"] if c["channel"] == "readings"]
         assert len(stuck) == 1 and stuck[0]["dropped_msgs"] > 0  # only the slow one lost any
         assert stuck[0]["queued_msgs"] <= 4
@@ -479,16 +486,17 @@ def test_tls_and_pseudonymised_device_ids(broker: LocalBroker, tmp_path: Path) -
             ws.close()
             return message["readings"]
 
-        readings = asyncio.run(first_readings())
+        with Namespace(secure.settings, tmp_path, prefix=secure.prefix).worker("tls-worker"):
+            readings = asyncio.run(first_readings())
+            stored = secure.running.wait_for(
+                "pseudonymised alerts",
+                lambda: (r := secure.http("GET", "/api/anomalies?limit=1000")[1])["total"] and r,
+            )
         alias = Pseudonymiser(key)
         real = {f"{t}-{n:04d}" for t in ("thermostat", "smart_meter", "air_quality", "env_sensor")
                 for n in range(10)}  # fmt: skip
         assert readings and all(r["device_id"].startswith("dev-") for r in readings)
         assert {r["device_id"] for r in readings} <= {alias.device(d) for d in real}
-        stored = secure.running.wait_for(
-            "pseudonymised alerts",
-            lambda: (r := secure.http("GET", "/api/anomalies?limit=1000")[1])["total"] and r,
-        )
         devices = secure.http("GET", "/api/devices?limit=1000")[1]["items"]
         text = json.dumps([stored, devices])
         assert not any(d in text for d in real)  # no real id anywhere, explanations included
@@ -543,7 +551,7 @@ def test_workbench_serve_answers_with_a_token_and_stops_on_ctrl_c(
             urllib.request.urlopen(request, timeout=10)
         request.add_header("Authorization", f"Bearer {token}")
         with urllib.request.urlopen(request, timeout=10) as response:
-            assert json.loads(response.read())["pipeline"]["status"] in ("starting", "consuming")
+            assert json.loads(response.read())["readings"]["status"] in ("starting", "consuming")
         serve.send_signal(signal.SIGINT)
         assert serve.wait(60) == 0
         assert "stopped" in serve.stdout.read()
@@ -554,12 +562,12 @@ def test_workbench_serve_answers_with_a_token_and_stops_on_ctrl_c(
 
 SINK_SPY = """
 import sys, threading
-from workbench.server.pipeline import LivePipeline
-handle = LivePipeline._handle
+from workbench.server.feeds import LiveFeeds
+handle = LiveFeeds._on_readings
 async def spy(self, batch):
     print(f"batch handled on {threading.current_thread().name}", flush=True)
     return await handle(self, batch)
-LivePipeline._handle = spy
+LiveFeeds._on_readings = spy
 from workbench.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -568,7 +576,7 @@ sys.exit(main(sys.argv[1:]))
 def test_workbench_serve_handles_batches_on_its_event_loop_and_stops_on_ignored_sigint(
     kafka: Settings, tmp_path: Path
 ) -> None:
-    """The pipeline's sinks share the server's loop (the main thread): on any other thread they
+    """The readings feed's sinks share the server's loop (the main thread): on any other thread they
     race the handlers that read the same state (it crashed `workbench serve`). Started as a
     script's background job (SIGINT ignored), Ctrl-C still stops it."""
     env = {"WORKBENCH_DATA_DIR": str(tmp_path), "WORKBENCH_DATABASE_URL": ""}
@@ -619,7 +627,7 @@ def test_workbench_serve_outlives_failing_metrics_and_says_so(
         serve.wait_for("serving on")
         serve.wait_for("the status line failed")
         after = len(serve.lines)
-        serve.wait_for(r"pipeline: \w+ · ", after=after)  # status lines come back
+        serve.wait_for(r"readings: \w+ · ", after=after)  # status lines come back
         assert serve.proc.poll() is None
         code, _took = serve.stop(signal.SIGTERM, 60)
         assert code == 0, serve.output

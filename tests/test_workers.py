@@ -11,16 +11,14 @@ import os
 import signal
 import threading
 import time
-import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-import msgspec
 import pytest
 
-from tests.cli_helpers import RunningCommand
 from tests.waiting import eventually
+from tests.worker_helpers import Namespace
 from workbench import schema
 from workbench.alerts.publish import decode_alert
 from workbench.config import Settings
@@ -28,61 +26,13 @@ from workbench.evaluation.events import score_events
 from workbench.schema import Reading
 from workbench.simulator import simulate
 from workbench.simulator.anomalies import Truth
-from workbench.streams.checkpoint import decode_device_status
 from workbench.streams.clients import make_producer
 from workbench.streams.records import read_partitions
 from workbench.streams.settings_topic import decode_version
-from workbench.streams.worker import WorkerTopics
 
 DEVICES = 60
 RATE = 600.0
 """Readings per second, produced in real time: the simulated clock runs with the wall clock."""
-
-
-class Namespace:
-    """One test's topics and consumer group; ``worker()`` starts a ``workbench worker`` on them."""
-
-    def __init__(self, kafka: Settings, data_dir: Path) -> None:
-        self.kafka = kafka
-        self.prefix = f"t.{uuid.uuid4().hex[:8]}."
-        self.topics = WorkerTopics.prefixed(self.prefix)
-        self.topics.ensure(kafka)
-        self.group = f"{self.prefix}workers"
-        self.env = {"WORKBENCH_DATA_DIR": str(data_dir), "KAFKA_BOOTSTRAP_SERVERS": None}
-
-    def command(self, *args: str) -> RunningCommand:
-        return RunningCommand(
-            *args,
-            "--bootstrap-servers",
-            self.kafka.bootstrap,
-            "--topic-prefix",
-            self.prefix,
-            env=self.env,
-        )
-
-    def worker(self, name: str) -> RunningCommand:
-        return self.command("worker", "--group", self.group, "--id", name, "--start", "earliest")
-
-    def figures(self) -> dict[str, dict]:
-        """Each worker's latest figures from the metrics topic."""
-        latest: dict[str, dict] = {}
-        for r in read_partitions(self.kafka, self.topics.metrics):
-            figures = msgspec.json.decode(r.value)
-            latest[figures["worker"]] = figures
-        return latest
-
-    def owned(self) -> dict[str, list[int]]:
-        """The partitions each worker said it holds in its latest figures (past 3 s)."""
-        recent = time.time() - 3
-        return {w: f["partitions"] for w, f in self.figures().items() if f["at"] > recent}
-
-    def devices(self) -> dict[str, object]:
-        """The latest status of every device on the devices topic."""
-        out = {}
-        for r in read_partitions(self.kafka, self.topics.devices):
-            status = decode_device_status(r.value)
-            out[status.device_id] = status
-        return out
 
 
 @pytest.fixture

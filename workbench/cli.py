@@ -227,9 +227,10 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """workbench serve: the live API (WebSocket + REST) over its own pipeline."""
+    """workbench serve: the live API (WebSocket + REST) over the detection workers' topics."""
     from workbench.server.app import ServeConfig
     from workbench.server.run import run_server
+    from workbench.streams.worker import WorkerTopics
 
     config = ServeConfig.from_env(
         host=args.host,
@@ -237,6 +238,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         certfile=args.certfile,
         keyfile=args.keyfile,
         group_id=args.group,
+        topics=WorkerTopics.prefixed(args.topic_prefix),
     )
     settings = Settings.from_env(
         bootstrap_servers=args.bootstrap_servers, backend=args.client, database_url=args.database
@@ -545,6 +547,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="device profiles, TOML (env WORKBENCH_PROFILES; default: the simulator's fleet)",
     )
+    prefix = argparse.ArgumentParser(add_help=False)
+    prefix.add_argument(
+        "--topic-prefix",
+        default="",
+        metavar="P",
+        help="read and write P + the usual topic names (several workbenches on one cluster)",
+    )
     database_help = (
         "alert/token store: postgresql://… (env WORKBENCH_DATABASE_URL); "
         "default SQLite in the data directory"
@@ -618,7 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", default="workbench-cli", help="consumer group (default %(default)s)")
     p.set_defaults(func=cmd_consume)
 
-    p = sub.add_parser("worker", parents=[common], help="one detection worker of a group")
+    p = sub.add_parser("worker", parents=[common, prefix], help="one detection worker of a group")
     p.add_argument(
         "--group", default="workbench-workers", help="consumer group (default %(default)s)"
     )
@@ -628,12 +637,6 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("earliest", "latest"),
         default="latest",
         help="where a group with no committed offsets starts (default %(default)s)",
-    )
-    p.add_argument(
-        "--topic-prefix",
-        default="",
-        metavar="P",
-        help="read and write P + the usual topic names (several workbenches on one cluster)",
     )
     p.set_defaults(func=cmd_worker)
 
@@ -671,7 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-browser", action="store_true", help="print the link, open no browser")
     p.set_defaults(func=cmd_lab)
-    p = sub.add_parser("serve", parents=[common, tls], help="the live API: WebSocket and REST")
+    p = sub.add_parser(
+        "serve", parents=[common, tls, prefix], help="the live API: WebSocket and REST"
+    )
     p.add_argument("--host", help="address to listen on (env WORKBENCH_SERVE_HOST; 127.0.0.1)")
     p.add_argument(
         "--port", type=int, help="port (env WORKBENCH_SERVE_PORT; default 8765; 0 picks one)"
@@ -701,7 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_profiles_infer)
 
     p = sub.add_parser(
-        "settings", parents=[cluster], help="show or change the settings every worker applies"
+        "settings", parents=[cluster, prefix], help="show or change the settings workers apply"
     )
     p.add_argument("action", choices=("show", "set"))
     p.add_argument(
@@ -712,7 +717,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="with set: e.g. detector.window_size=200 severity.high=0.9",
     )
     p.add_argument("--database", metavar="URL", help=database_help)
-    p.add_argument("--topic-prefix", default="", metavar="P", help="topics named P + usual")
     p.set_defaults(func=cmd_settings)
 
     p = sub.add_parser("token", help="create, list or revoke API tokens")

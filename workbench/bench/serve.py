@@ -29,6 +29,7 @@ from workbench.server.app import ServeConfig, freeze_startup_objects
 from workbench.server.background import BackgroundServer
 from workbench.store.db import Database
 from workbench.streams.topics import ensure_topics
+from workbench.streams.worker import WorkerTopics
 
 CHANNELS = ("/alerts", "/metrics")
 _AT = re.compile(rb'"at":([0-9.]+)')
@@ -114,13 +115,15 @@ def run_serve_bench(
     progress: Callable[[str], None] = print,
 ) -> dict[str, object]:
     """Run the benchmark; the figures as one JSON-able dict."""
-    topic = f"workbench.bench.{uuid.uuid4().hex[:8]}.serve"
-    ensure_topics(settings, {topic: 6, f"{topic}.truth": 1})
+    topics = WorkerTopics.prefixed(f"workbench.bench.{uuid.uuid4().hex[:8]}.")
+    topics.ensure(settings)
+    topic = topics.readings
+    ensure_topics(settings, {f"{topic}.truth": 1})
     spawn = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="workbench-bench-") as tmp:
         db = Database(f"sqlite:///{Path(tmp) / 'bench.db'}")
         token, _ = TokenStore(db).create("bench", "viewer", "workbench bench serve")
-        config = ServeConfig(port=0, topic=topic, group_id=f"bench-{topic}", start="earliest")
+        config = ServeConfig(port=0, topics=topics, group_id=f"bench-{topic}", start="earliest")
         background = BackgroundServer(settings, config, db)
         freeze_startup_objects()
         server = background.server
@@ -138,7 +141,7 @@ def run_serve_bench(
                 target=_simulator_process, args=(settings, devices, rate, topic, stop), daemon=True
             )
             sim.start()
-            while not background.call(lambda: server.pipeline.source.metrics.total):
+            while not background.call(lambda: server.feeds.readings.metrics.total):
                 time.sleep(0.1)  # the simulator's process is up and readings flow
             progress(f"readings flow; warming up for {warmup_s:.0f} s, then measuring…")
             start = time.time() + warmup_s
@@ -174,28 +177,28 @@ def run_serve_bench(
 def _watch(
     background: BackgroundServer, start: float, seconds: float, progress: Callable[[str], None]
 ) -> dict[str, object]:
-    """Follow the pipeline until the window ends; what it ingested and dropped in the window."""
-    pipeline = background.server.pipeline
+    """Follow the feeds until the window ends; what they ingested and dropped in the window."""
+    feeds = background.server.feeds
 
     def sample() -> dict:
-        return background.call(pipeline.metrics)
+        return background.call(feeds.metrics)
 
     while time.time() < start:
         time.sleep(0.1)
     first = sample()
-    background.call(pipeline.source.metrics.reset_latency)
+    background.call(feeds.readings.metrics.reset_latency)
     while time.time() < start + seconds:
         time.sleep(min(PROGRESS_S, max(0.0, start + seconds - time.time())))
         m = sample()
         progress(
-            f"  {m['pipeline']['messages_per_s']:,.0f} readings/s ingested · "
+            f"  {m['readings']['messages_per_s']:,.0f} readings/s ingested · "
             f"{m['alerts']['active']:,} active alerts · "
             f"{m['clients']['dropped_msgs']:,} msgs dropped"
         )
     last = sample()
-    p = last["pipeline"]
+    p = last["readings"]
     return {
-        "ingested": p["total"] - first["pipeline"]["total"],
+        "ingested": p["total"] - first["readings"]["total"],
         "ingest_latency_ms": {
             k: round(p[f"latency_ms_{k}"] or 0.0, 1) for k in ("p50", "p95", "p99")
         },

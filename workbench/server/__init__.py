@@ -1,1 +1,2 @@
-"""The live API server: WebSocket channels and REST over the pipeline, its store and tokens."""
+"""The live API server: WebSocket channels and REST over the workers' topics, its store and
+tokens."""

@@ -1,6 +1,7 @@
 """``workbench serve``: the live API — WebSocket channels, REST, OpenAPI — on one Tornado server.
 
-One server process runs its own pipeline (Kafka → detection → alert store → clients), a database
+One server process follows the workers' output topics (alert states into the store and to the
+clients, worker figures, settings) and the readings for the readings channel, with a database
 thread for the store, a once-a-second metrics broadcast and an hourly retention sweep. TLS is on
 when a certificate and key are given.
 """
@@ -16,7 +17,7 @@ import ssl
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,7 +26,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
-from workbench.config import TOPIC_READINGS, ConfigError, Settings
+from workbench.config import ConfigError, Settings
 from workbench.profiles.compile import CompiledProfiles
 from workbench.security.audit import AuditLog
 from workbench.security.pseudonym import Pseudonymiser, pseudonymiser_from_env
@@ -33,11 +34,12 @@ from workbench.security.throttle import FAILURES, SignInThrottle
 from workbench.security.tls import check_tls_files, server_context, tls_files_from_env
 from workbench.security.tokens import TokenStore
 from workbench.server import handlers as h
+from workbench.server.feeds import LiveFeeds
 from workbench.server.hub import DEFAULT_QUEUE, Hub
 from workbench.server.openapi import openapi
-from workbench.server.pipeline import LivePipeline
 from workbench.store.alerts import AlertStore
 from workbench.store.db import Database, open_database
+from workbench.streams.worker import WorkerTopics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,7 +53,7 @@ _encode = msgspec.json.Encoder().encode
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """Where and how the API listens, and what its pipeline reads."""
+    """Where and how the API listens, and what its feeds read."""
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
@@ -60,7 +62,8 @@ class ServeConfig:
     keyfile: Path | None = None
     max_queue: int = DEFAULT_QUEUE
     """Messages each WebSocket client may have waiting before the oldest is dropped."""
-    topic: str = TOPIC_READINGS
+    topics: WorkerTopics = field(default_factory=WorkerTopics)
+    """The topics the workers read and write."""
     group_id: str = "workbench-serve"
     start: str = "latest"
     pseudonymiser: Pseudonymiser | None = None
@@ -124,7 +127,7 @@ def _int(env: os._Environ[str], name: str, default: int) -> int:
 
 
 class ApiServer:
-    """The API and its pipeline; ``await start()`` on an event loop, ``await stop()`` to end."""
+    """The API and its feeds; ``await start()`` on an event loop, ``await stop()`` to end."""
 
     def __init__(self, settings: Settings, config: ServeConfig, db: Database | None = None) -> None:
         self.settings = settings
@@ -136,18 +139,18 @@ class ApiServer:
         self.audit = AuditLog(self.db)
         self.hub = Hub(config.max_queue)
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="workbench-db")
-        self.pipeline = LivePipeline(
+        self.feeds = LiveFeeds(
             settings,
             self.alerts,
             self.hub,
             self._db_thread,
             pseudonymiser=config.pseudonymiser,
-            topic=config.topic,
+            topics=config.topics,
             group_id=config.group_id,
             start=config.start,
             profiles=config.profiles,
         )
-        self.profiles = self.pipeline.profiles
+        self.profiles = self.feeds.profiles
         """The device types the API accepts in filters and describes, with their metrics."""
         self.openapi = openapi(self.profiles)
         self.port = config.port
@@ -201,12 +204,12 @@ class ApiServer:
         return "127.0.0.1" if host in ("", "0.0.0.0") else f"[{host}]" if ":" in host else host
 
     async def start(self) -> None:
-        """Listen, start the pipeline, the metrics broadcast and the retention sweep."""
+        """Listen, start the feeds, the metrics broadcast and the retention sweep."""
         sockets = bind_sockets(self.config.port, self.config.host)
         self.port = sockets[0].getsockname()[1]
         self._http = HTTPServer(self.application(), ssl_options=self.config.ssl_context())
         self._http.add_sockets(sockets)
-        self.pipeline.start()
+        self.feeds.start()
         self._tasks = [
             asyncio.ensure_future(self._broadcast_metrics()),
             asyncio.ensure_future(self._sweep_retention()),
@@ -216,7 +219,7 @@ class ApiServer:
     async def _broadcast_metrics(self) -> None:
         while True:
             try:
-                message = {"type": "metrics", "at": time.time(), **self.pipeline.metrics()}
+                message = {"type": "metrics", "at": time.time(), **self.feeds.metrics()}
                 self.hub.publish("metrics", _encode(message))
             except Exception:  # one bad second must not end the channel for good
                 log.exception("metrics broadcast failed; trying again in a second")
@@ -250,7 +253,7 @@ class ApiServer:
                 log.exception("checking open sockets' tokens failed; trying again")
 
     async def stop(self) -> None:
-        """Stop listening, close clients, stop the pipeline (it commits what it handled)."""
+        """Stop listening, close clients, stop the feeds (they commit what they handled)."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -263,5 +266,5 @@ class ApiServer:
         self.hub.close()
         if self._http is not None:
             await self._http.close_all_connections()
-        await self.pipeline.stop()
+        await self.feeds.stop()
         self._db_thread.shutdown(wait=True)

@@ -37,7 +37,7 @@ class BackgroundServer:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def call(self, fn: Callable[[], T]) -> T:
-        """Run a plain function on the server's loop (the pipeline's state belongs to it)."""
+        """Run a plain function on the server's loop (the feeds' state belongs to it)."""
 
         async def wrap() -> T:
             return fn()
@@ -45,7 +45,7 @@ class BackgroundServer:
         return self.run(wrap())
 
     def stop(self) -> None:
-        """Stop the server (the pipeline commits what it handled) and its thread."""
+        """Stop the server (the feeds commit what they handled) and its thread."""
         self.run(self.server.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)

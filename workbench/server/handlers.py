@@ -80,6 +80,11 @@ class Base(RequestHandler):
         assert self.principal is not None
         return self.principal.label
 
+    @property
+    def principal_role(self) -> str:
+        assert self.principal is not None
+        return self.principal.role
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None))[1]
         message = exc.log_message if isinstance(exc, HTTPError) and exc.log_message else None
@@ -158,7 +163,7 @@ class OpenApiHandler(Base):
 
 class MetricsHandler(Base):
     async def get(self) -> None:
-        self.reply(self.server.pipeline.metrics())
+        self.reply(self.server.feeds.metrics())
 
 
 class DevicesHandler(Base):
@@ -168,7 +173,7 @@ class DevicesHandler(Base):
         limit, offset = self.page()
         devices = [
             d
-            for d in await self.server.pipeline.devices()
+            for d in await self.server.feeds.devices()
             if (not types or d["device_type"] in types) and (not status or d["status"] in status)
         ]
         devices.sort(key=lambda d: d["device_id"])
@@ -240,12 +245,14 @@ class SettingsHandler(Base):
     roles: ClassVar[dict[str, str]] = {"PUT": "analyst"}
 
     async def get(self) -> None:
-        self.reply(self.server.pipeline.settings())
+        self.reply(self.server.feeds.settings_in_force())
 
     async def put(self) -> None:
         body = self.body_json()
         try:
-            old, new = await self.server.pipeline.change_settings(body)
+            old, new = await self.server.feeds.change_settings(
+                body, self.actor, self.principal_role
+            )
         except (ValueError, TypeError) as exc:
             raise HTTPError(400, str(exc)) from None
         if new:
@@ -253,7 +260,7 @@ class SettingsHandler(Base):
                 self.server.audit.record, self.actor, "settings.update", "detector settings",
                 old, new,
             )  # fmt: skip
-        self.reply(self.server.pipeline.settings())
+        self.reply(self.server.feeds.settings_in_force())
 
 
 class RetentionHandler(Base):

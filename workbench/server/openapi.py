@@ -216,7 +216,8 @@ def openapi(profiles: Profiles | None = None) -> dict[str, Any]:
             "title": "IoT Live Workbench API",
             "version": "1",
             "description": (
-                "Live readings, metrics and alerts of the workbench's pipeline. WebSockets (not "
+                "Live readings, metrics and alerts of the workbench's detection workers. "
+                "WebSockets (not "
                 "described here): ws://HOST:PORT/ (readings; ?device=ID,…&type=TYPE,…), /metrics "
                 "(every second), /alerts (as they change). Every endpoint needs a token: "
                 "'Authorization: Bearer <token>' (WebSockets also take ?token=)."
@@ -237,7 +238,12 @@ def openapi(profiles: Profiles | None = None) -> dict[str, Any]:
         },
         "paths": {
             "/api/metrics": {
-                "get": _op("pipeline, alert and client figures", "viewer", {"type": "object"}, "")
+                "get": _op(
+                    "readings feed, worker, alert and client figures",
+                    "viewer",
+                    {"type": "object"},
+                    "",
+                )
             },
             "/api/devices": {
                 "get": _op(

@@ -1,6 +1,6 @@
 """Run ``workbench serve`` in a terminal: broker (if local), topics, the API, live status lines.
 
-Ctrl-C (or SIGTERM) stops the server: clients are disconnected, the pipeline commits what it
+Ctrl-C (or SIGTERM) stops the server: clients are disconnected, the feeds commit what they
 handled, and the broker stops if this run started it.
 """
 
@@ -15,7 +15,6 @@ from workbench.config import Settings
 from workbench.live import REFRESH_S, StatusDisplay
 from workbench.server.app import ApiServer, ServeConfig, freeze_startup_objects
 from workbench.stopping import stop_signals
-from workbench.streams.topics import ensure_topics
 
 
 def _say(message: str) -> None:
@@ -23,10 +22,13 @@ def _say(message: str) -> None:
 
 
 def _status(server: ApiServer) -> list[str]:
-    m = server.pipeline.metrics()
+    m = server.feeds.metrics()
     clients = m["clients"]
+    workers = m["workers"]
     return [
-        "pipeline: " + server.pipeline.source.metrics.snapshot().line(),
+        "readings: " + server.feeds.readings.metrics.snapshot().line(),
+        f"workers: {len(workers)} publishing figures"
+        + "".join(f" · {w} (partitions {_listed(f['partitions'])})" for w, f in workers.items()),
         f"alerts: {m['alerts']['active']:,} active · "
         f"{m['alerts']['stored_updates']:,} stored updates",
         "clients: "
@@ -35,8 +37,12 @@ def _status(server: ApiServer) -> list[str]:
     ]
 
 
+def _listed(partitions: list[int]) -> str:
+    return ", ".join(map(str, partitions)) or "none"
+
+
 async def _serve(settings: Settings, config: ServeConfig, stop: threading.Event) -> None:
-    # Made here, on the running loop: the pipeline's source emits on the loop it was made on.
+    # Made here, on the running loop: the readings source emits on the loop it was made on.
     server = ApiServer(settings, config)
     await server.start()
     freeze_startup_objects()
@@ -58,7 +64,7 @@ async def _serve(settings: Settings, config: ServeConfig, stop: threading.Event)
 def run_server(settings: Settings, config: ServeConfig) -> int:
     """Serve until Ctrl-C or SIGTERM."""
     with stop_signals() as stop, local_broker_for(settings):
-        created = ensure_topics(settings)
+        created = config.topics.ensure(settings)
         if created:
             _say(f"created topics {', '.join(created)}")
         asyncio.run(_serve(settings, config, stop))

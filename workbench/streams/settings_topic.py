@@ -2,14 +2,13 @@
 
 A change is checked as a whole (``workbench.server.tuning``), then published as the full
 settings in force with its version, who made it (and in which role), when, and the values
-it moved from and to: the topic is the settings' audit trail as well as their store. Workers
-follow the topic and apply a new version between two batches.
+it moved from and to: the topic is the settings' store and their history. Workers follow the
+topic (``workbench.streams.follow``) and apply a new version between two batches.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
@@ -20,7 +19,7 @@ from workbench.config import TOPIC_SETTINGS, Settings
 from workbench.models.ensemble import EnsembleDetector
 from workbench.server import tuning
 from workbench.streams.clients import ProducerBackend, deliver, make_producer
-from workbench.streams.records import read_partitions
+from workbench.streams.records import Record, read_partitions
 
 KEY = b"detector-settings"
 log = logging.getLogger(__name__)
@@ -57,13 +56,7 @@ def decode_version(value: bytes) -> SettingsVersion:
 
 def latest_version(settings: Settings, topic: str = TOPIC_SETTINGS) -> SettingsVersion | None:
     """The newest version on the topic (None: the defaults are in force)."""
-    newest = None
-    for record in read_partitions(settings, topic):
-        if record.key == KEY and record.value:
-            version = _decode(record.value)
-            if newest is None or version.version > newest.version:
-                newest = version
-    return newest
+    return newest(read_partitions(settings, topic), None)
 
 
 def plan_version(
@@ -107,62 +100,19 @@ def apply_version(
     return SeverityPolicy(**version.settings["severity"])
 
 
-class SettingsFollower:
-    """Reads the settings topic on a thread of its own and keeps the newest version."""
-
-    def __init__(
-        self, settings: Settings, topic: str = TOPIC_SETTINGS, interval_s: float = 0.5
-    ) -> None:
-        self.settings = settings
-        self.topic = topic
-        self.interval_s = interval_s
-        self.latest: SettingsVersion | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._follow, name="workbench-settings", daemon=True)
-
-    def start(self) -> None:
-        """Begin following."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop following (within ``interval_s``)."""
-        self._stop.set()
-        self._thread.join(10)
-
-    def _follow(self) -> None:
-        from kafka import KafkaConsumer
-
-        consumer = None
-        while not self._stop.is_set():
-            try:
-                if consumer is None:
-                    consumer = KafkaConsumer(
-                        self.topic,
-                        bootstrap_servers=self.settings.bootstrap,
-                        group_id=None,
-                        auto_offset_reset="earliest",
-                        enable_auto_commit=False,
-                        metadata_max_age_ms=5000,
-                        **self.settings.kafka_python_security(),
-                    )
-                for records in consumer.poll(int(self.interval_s * 1000)).values():
-                    for r in records:
-                        if r.key == KEY and r.value:
-                            self._offer(r.value)
-            except Exception as exc:  # a broker outage: say so, keep following
-                log.warning("following %s: %s", self.topic, exc)
-                self._stop.wait(self.interval_s)
-        if consumer is not None:
-            consumer.close()
-
-    def _offer(self, value: bytes) -> None:
+def newest(records: list[Record], held: SettingsVersion | None) -> SettingsVersion | None:
+    """The newest version among ``held`` and the records (malformed ones are skipped, logged)."""
+    for record in records:
+        if record.key != KEY or not record.value:
+            continue
         try:
-            version = _decode(value)
+            version = _decode(record.value)
         except msgspec.DecodeError as exc:  # not ours to apply; the next version will do
-            log.warning("ignoring a malformed record on %s: %s", self.topic, exc)
-            return
-        if self.latest is None or version.version > self.latest.version:
-            self.latest = version
+            log.warning("ignoring a malformed settings record: %s", exc)
+            continue
+        if held is None or version.version > held.version:
+            held = version
+    return held
 
 
 def change_settings(

@@ -37,7 +37,9 @@ from workbench.models.ensemble import EnsembleDetector
 from workbench.streams.checkpoint import Checkpointer
 from workbench.streams.clients import make_producer
 from workbench.streams.detect import DetectionStage, live_detection_stage
-from workbench.streams.settings_topic import SettingsFollower, SettingsVersion, apply_version
+from workbench.streams.follow import TopicFollower
+from workbench.streams.records import Record
+from workbench.streams.settings_topic import SettingsVersion, apply_version, newest
 from workbench.streams.source import from_kafka_readings
 from workbench.streams.topics import READING_PARTITIONS, TOPIC_CONFIGS, ensure_topics
 
@@ -138,7 +140,9 @@ class Worker:
             owner=self.checkpointer,
         )
         self.source.sink(self.stage)
-        self.follower = SettingsFollower(settings, topics.settings)
+        self.follower = TopicFollower(settings, topics.settings, self._on_settings)
+        self.latest_settings: SettingsVersion | None = None
+        """The newest settings version on the topic."""
         self.settings_version = 0
         """The settings version in force (0: the defaults)."""
 
@@ -153,9 +157,12 @@ class Worker:
         self.follower.start()
         self.source.start()
 
+    async def _on_settings(self, records: list[Record]) -> None:
+        self.latest_settings = newest(records, self.latest_settings)
+
     async def tick(self) -> None:
         """Once a second: apply a newer settings version, publish the worker's figures."""
-        version = self.follower.latest
+        version = self.latest_settings
         if version is not None and version.version > self.settings_version:
             await self.stage.between_batches(lambda: self._apply(version))
         await self.stage.between_batches(self._publish_figures)
@@ -207,7 +214,7 @@ class Worker:
         """Stop after the batch in hand: checkpoint, commit, let everything go."""
         self.source.stop()
         await self.source.wait_stopped()
-        self.follower.stop()
+        await self.follower.stop()
         self.stage.close()
         self.producer.close()
 

@@ -1,0 +1,120 @@
+"""Follow a topic: each poll's records handed to a coroutine on the caller's event loop.
+
+Views follow the workers' output topics with it (alert states, device statuses, figures,
+settings). The consumer lives on a thread of its own; the handler runs on the loop and is
+awaited, and with a consumer group the offsets are committed only after it returned, so a view
+that stores what it reads (the API's alert store) loses nothing when it restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from workbench.config import Settings
+from workbench.streams.records import Record
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF_S = 5.0
+Handler = Callable[[list[Record]], Awaitable[None]]
+
+
+class TopicFollower:
+    """Poll ``topic`` from ``start`` ('earliest' or 'latest') until stopped."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str,
+        handle: Handler,
+        group_id: str | None = None,
+        start: str = "earliest",
+        poll_s: float = 0.25,
+    ) -> None:
+        if start not in ("earliest", "latest"):
+            raise ValueError(f"start={start!r}: choose 'earliest' or 'latest'")
+        self.settings = settings
+        self.topic = topic
+        self.handle = handle
+        self.group_id = group_id
+        self.start_at = start
+        self.poll_s = poll_s
+        self.records = 0
+        """Records handled so far."""
+        self.errors = 0
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"workbench-follow-{topic}")
+        self._task: asyncio.Task | None = None
+        self._consumer: Any = None
+
+    def start(self) -> None:
+        """Begin following (on the running loop)."""
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop after the poll in hand; the consumer is closed."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._consumer is not None:
+            await self._in_thread(self._consumer.close)
+            self._consumer = None
+        self._thread.shutdown(wait=False)
+
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    def _open(self) -> Any:
+        from kafka import KafkaConsumer
+
+        return KafkaConsumer(
+            self.topic,
+            bootstrap_servers=self.settings.bootstrap,
+            group_id=self.group_id,
+            auto_offset_reset=self.start_at,
+            enable_auto_commit=False,
+            metadata_max_age_ms=10_000,
+            **self.settings.kafka_python_security(),
+        )
+
+    def _poll(self) -> list[Record]:
+        polled = self._consumer.poll(int(self.poll_s * 1000), max_records=5000)
+        return [
+            Record(tp.partition, r.offset, r.timestamp, r.key, r.value, tuple(r.headers))
+            for tp, batch in polled.items()
+            for r in batch
+        ]
+
+    async def _run(self) -> None:
+        while True:
+            records = await self._retry("polling", self._polled)
+            if records:
+                # Polled records are past the consumer's position: hand them over until the
+                # handler takes them, never skip them.
+                await self._retry("handling records", self.handle, records)
+                self.records += len(records)
+                if self.group_id is not None:
+                    await self._retry("committing", self._in_thread, self._consumer.commit)
+
+    async def _polled(self) -> list[Record]:
+        if self._consumer is None:
+            self._consumer = await self._in_thread(self._open)
+        return await self._in_thread(self._poll)
+
+    async def _retry(self, what: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        backoff = 0.1
+        while True:
+            try:
+                return await fn(*args)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # an outage or a failing handler: say so, try again
+                self.errors += 1
+                log.warning("%s %s failed (%s); retrying in %.1f s", what, self.topic, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
