@@ -47,6 +47,18 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number from 1 to 64, or auto")
+    return n
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -154,14 +166,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     )
 
 
-def cmd_consume(args: argparse.Namespace) -> int:
-    """workbench consume: run the ingestion pipeline and show its live figures."""
-    from workbench.live import run_live
-
-    settings = _settings(args)
-    return run_live(settings, simulate=False, group_id=args.group)
-
-
 def cmd_worker(args: argparse.Namespace) -> int:
     """workbench worker: one detection worker; start several to share the partitions."""
     from workbench.live import run_worker_command
@@ -183,7 +187,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     return run_live(
         _settings(args),
-        simulate=True,
+        workers=args.workers,
         devices=args.devices,
         rate=args.rate,
         anomaly_rate=args.anomaly_rate,
@@ -623,10 +627,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topic", default=TOPIC_READINGS, help="(default %(default)s)")
     p.set_defaults(func=cmd_replay)
 
-    p = sub.add_parser("consume", parents=[common], help="run the pipeline, show live figures")
-    p.add_argument("--group", default="workbench-cli", help="consumer group (default %(default)s)")
-    p.set_defaults(func=cmd_consume)
-
     p = sub.add_parser("worker", parents=[common, prefix], help="one detection worker of a group")
     p.add_argument(
         "--group", default="workbench-workers", help="consumer group (default %(default)s)"
@@ -654,6 +654,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the Voilà dashboard on this port (default %(default)s)",
     )
     p.add_argument("--no-dashboard", action="store_true", help="terminal figures only")
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N|auto",
+        help="detection worker processes, or auto: 1 up to the CPU count, by lag and CPU "
+        "(default %(default)s)",
+    )
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("dashboard", parents=[common, tls], help="serve the live Voilà dashboard")

@@ -1,7 +1,9 @@
-"""Run the live workbench in a terminal: local broker, topics, simulator, pipeline, live figures.
+"""Run the live workbench in a terminal, with live figures.
 
-``workbench up`` and ``workbench consume`` share this. Ctrl-C (or SIGTERM) stops, in order, the
-simulator, the pipeline (which commits what it handled) and the broker if this run started it.
+``workbench up``: local broker, topics, the simulator and the detection workers as processes of
+their own (kept alive by :mod:`workbench.supervisor`), the dashboard. ``workbench worker``: one
+worker in the foreground. Ctrl-C (or SIGTERM) stops, in order, the simulator,
+the workers (each commits what it handled), the dashboard and the broker if this run started it.
 """
 
 from __future__ import annotations
@@ -9,17 +11,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import msgspec
+
+from workbench.alerts.model import Alert
+from workbench.alerts.publish import decode_alert
 from workbench.broker import local_broker_for
 from workbench.config import Settings
 from workbench.stopping import stop_signals
-from workbench.streams.topics import ensure_topics
-from workbench.streams.worker import Worker, WorkerConfig, run_worker
+from workbench.streams.follow import TopicFollower
+from workbench.streams.records import Record
+from workbench.streams.topics import READING_PARTITIONS, ensure_topics
+from workbench.streams.worker import Worker, WorkerConfig, alert_line, run_worker
+from workbench.supervisor import AutoScaler, Supervisor
 
 REFRESH_S = 1.0
 log = logging.getLogger(__name__)
@@ -57,18 +70,6 @@ class StatusDisplay:
             self.last_print = now
 
 
-async def _run_pipeline(
-    settings: Settings, group_id: str, status: Callable[[], list[str]], stop: threading.Event
-) -> None:
-    worker = Worker(settings, WorkerConfig(group_id=group_id, start="latest"))
-    display = StatusDisplay()
-
-    def show(lines: Callable[[], list[str]]) -> None:
-        display.update(lambda: [*status(), *lines()])
-
-    await run_worker(worker, stop, show)
-
-
 def run_worker_command(settings: Settings, config: WorkerConfig) -> int:
     """``workbench worker``: one detection worker of a group, with live figures, until Ctrl-C.
 
@@ -93,9 +94,114 @@ def run_worker_command(settings: Settings, config: WorkerConfig) -> int:
     return 0
 
 
+class SimulatorProcess:
+    """``workbench simulate`` as a child process, its latest progress line kept for the status."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        devices: int,
+        rate: float,
+        seed: int | None,
+        anomaly_rate: float | None,
+    ) -> None:
+        args = ["simulate", "--devices", str(devices), "--rate", str(rate)]
+        if seed is not None:
+            args += ["--seed", str(seed)]
+        if anomaly_rate is not None:
+            args += ["--anomaly-rate", str(anomaly_rate)]
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap}
+        env["WORKBENCH_KAFKA_CLIENT"] = settings.backend
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "workbench.cli", *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # a terminal's Ctrl-C reaches `up` alone, which stops it
+        )
+        self.line = "starting"
+        self._reader = threading.Thread(target=self._read, name="workbench-simulator-log")
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            if line.strip():
+                self.line = line.strip()
+
+    def stop(self) -> str:
+        """Stop it (SIGTERM: it waits for its last delivery reports); its final line."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._reader.join(10)
+        return self.line
+
+
+class AlertTally:
+    """The alert states on the alerts topic: which are active, how many in all, the latest."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, Alert] = {}
+        self.latest: Alert | None = None
+
+    async def take(self, records: list[Record]) -> None:
+        for r in records:
+            if r.value:
+                alert = decode_alert(r.value)
+                self.states[alert.alert_id] = self.latest = alert
+
+    def line(self) -> str:
+        active = [a for a in self.states.values() if a.status == "active"]
+        return alert_line(active, len(self.states), self.latest)
+
+
+async def _supervise(
+    settings: Settings,
+    supervisor: Supervisor,
+    simulator: SimulatorProcess | None,
+    stop: threading.Event,
+) -> None:
+    figures: dict[str, dict[str, Any]] = {}
+
+    async def take_figures(records: list[Record]) -> None:
+        for r in records:
+            if r.value:
+                f = msgspec.json.decode(r.value)
+                figures[f["worker"]] = f
+
+    tally = AlertTally()
+    followers = [
+        TopicFollower(settings, supervisor.topics.metrics, take_figures, start="latest"),
+        TopicFollower(settings, supervisor.topics.alerts, tally.take),
+    ]
+    for follower in followers:
+        follower.start()
+    display = StatusDisplay()
+    try:
+        while not stop.is_set():
+            supervisor.check(figures)
+            display.update(
+                lambda: [
+                    *([f"simulator: {simulator.line}"] if simulator else []),
+                    *supervisor.status_lines(figures),
+                    "alerts: " + tally.line(),
+                ]
+            )
+            await asyncio.sleep(REFRESH_S)
+    finally:
+        for follower in followers:
+            await follower.stop()
+
+
 def run_live(
     settings: Settings,
-    simulate: bool,
     group_id: str,
     devices: int = 200,
     rate: float = 1000.0,
@@ -103,36 +209,22 @@ def run_live(
     seed: int | None = None,
     dashboard_port: int | None = None,
     tls: tuple[Path, Path] | None = None,
+    workers: int | str = 1,
 ) -> int:
-    """Bring everything up, show live figures until Ctrl-C, then take down what was started.
+    """``workbench up``: bring everything up, show live figures until Ctrl-C, then take down what
+    was started, in order: the simulator, the workers (each commits what it handled), the
+    dashboard, the broker if this run started it.
 
-    With ``dashboard_port`` the Voilà dashboard is served there too (HTTPS only with ``tls``,
-    a certificate and its key) and its link printed.
+    ``workers``: how many detection worker processes, or 'auto' (1 up to the CPU count, by lag
+    and CPU). With ``dashboard_port`` the Voilà dashboard is served there too (HTTPS only with
+    ``tls``, a certificate and its key) and its link printed.
     """
-    simulator_lines: list[str] = []
-
-    def simulator_progress(message: str) -> None:
-        simulator_lines[:] = [f"simulator: {message}"]
-
+    auto = workers == "auto"
+    maximum = max(1, min(os.cpu_count() or 1, READING_PARTITIONS))
     with stop_signals() as stop, local_broker_for(settings), contextlib.ExitStack() as exits:
         created = ensure_topics(settings)
         if created:
             _say(f"created topics {', '.join(created)}")
-        threads = []
-        if simulate:
-            from workbench.simulator.run import run_simulator
-
-            kwargs = {"devices": devices, "rate": rate, "seed": seed, "stop_event": stop}
-            if anomaly_rate is not None:
-                kwargs["anomaly_rate"] = anomaly_rate
-            threads.append(
-                threading.Thread(
-                    target=run_simulator,
-                    args=(settings,),
-                    kwargs={**kwargs, "progress": simulator_progress},
-                    name="workbench-simulator",
-                )
-            )
         dashboard = None
         if dashboard_port is not None:
             from workbench.voila import dashboard_url, link_token, start_dashboard, stop_dashboard
@@ -142,17 +234,25 @@ def run_live(
             dashboard = start_dashboard(settings, port=dashboard_port, log=voila_log, tls=tls)
             link = dashboard_url("127.0.0.1", dashboard_port, token, tls=tls is not None)
             _say(f"dashboard: {link}  (log: {voila_log})")
-        for t in threads:
-            t.start()
-        _say(f"live on {settings.bootstrap} ({settings.backend}); Ctrl-C stops everything")
+        supervisor = Supervisor(
+            settings,
+            group_id,
+            settings.data_dir / "workers",
+            workers=1 if auto else int(workers),
+            autoscaler=AutoScaler(maximum=maximum) if auto else None,
+        )
+        simulator = SimulatorProcess(settings, devices, rate, seed, anomaly_rate)
+        scaled = f"auto, 1 to {maximum}" if auto else str(workers)
+        _say(
+            f"live on {settings.bootstrap} ({settings.backend}), workers: {scaled}; "
+            "Ctrl-C stops everything"
+        )
         try:
-            asyncio.run(_run_pipeline(settings, group_id, lambda: simulator_lines, stop))
+            asyncio.run(_supervise(settings, supervisor, simulator, stop))
         finally:
-            stop.set()
-            for t in threads:
-                t.join(60)
-            for line in simulator_lines:  # its final count: what was delivered, what was not
-                _say(line)
+            _say(f"simulator: {simulator.stop()}")  # its final count: delivered, not delivered
+            _say("stopping the workers: each commits what it handled…")
+            supervisor.stop()
             if dashboard is not None:
                 stop_dashboard(dashboard)
     _say("stopped")

@@ -22,6 +22,7 @@ from typing import Any
 
 import msgspec
 
+from workbench.alerts.model import Alert
 from workbench.alerts.publish import AlertPublisher
 from workbench.config import (
     TOPIC_ALERTS,
@@ -206,9 +207,14 @@ class Worker:
             "pipeline: " + self.source.metrics.snapshot().line(),
             f"worker {self.config.worker_id}: partitions {owned} · {len(cp.ledger):,} devices · "
             f"{cp.restored:,} restored from the changelog · settings v{self.settings_version}",
-            "alerts: " + alert_line(self.stage),
+            "alerts: " + self._alert_line(),
         ]
         return lines + [f"  {e}" for e in cp.events[-2:]]
+
+    def _alert_line(self) -> str:
+        manager = self.stage.manager
+        latest = next(reversed(manager.history.values()), None)
+        return alert_line(manager.active, len(manager.history), latest)
 
     async def stop(self) -> None:
         """Stop after the batch in hand: checkpoint, commit, let everything go."""
@@ -219,14 +225,12 @@ class Worker:
         self.producer.close()
 
 
-def alert_line(stage: DetectionStage) -> str:
-    """Active alerts by severity, history size and the latest one, in a line."""
-    active = stage.manager.active
+def alert_line(active: list[Alert], history: int, latest: Alert | None) -> str:
+    """Active alerts by severity, how many are known and the latest one, in a line."""
     by_severity = {sev: sum(a.severity == sev for a in active) for sev in ("high", "medium", "low")}
-    latest = next(reversed(stage.manager.history.values()), None)
     counts = " · ".join(f"{n} {sev}" for sev, n in by_severity.items())
     tail = f" · latest: [{latest.severity}] {latest.explanation}" if latest else ""
-    return f"{len(active)} active ({counts}) · {len(stage.manager.history):,} in history{tail}"
+    return f"{len(active)} active ({counts}) · {history:,} in history{tail}"
 
 
 async def run_worker(
