@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -79,13 +79,13 @@ class AutoScaler:
     cooldown_s: float = 30.0
     _last_lag: int | None = None
     _calm_since: float | None = None
-    _changed_at: float = field(default_factory=time.monotonic)
+    _changed_at: float | None = None
 
     def want(self, current: int, lag: int, cpu: list[float], now: float) -> int:
         """The worker count to have after this look (``cpu``: each worker's share of a core)."""
         grew = self._last_lag is not None and lag > self._last_lag
         self._last_lag = lag
-        cooling = now - self._changed_at < self.cooldown_s
+        cooling = self._changed_at is not None and now - self._changed_at < self.cooldown_s
         if lag < self.lag_down and cpu and max(cpu) < self.idle:
             self._calm_since = self._calm_since or now
         else:
