@@ -57,10 +57,16 @@ def workbench_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     assert leftovers == "", "Voilà is still running after Ctrl-C"
 
 
+def _link(workbench_up: dict, name: str, role: str) -> str:
+    token, _ = create_token(workbench_up["settings"], name, role, "e2e test")
+    return workbench_up["url"].split("?")[0] + f"?token={token}"
+
+
 @pytest.fixture(scope="module")
 def page(workbench_up: dict) -> Iterator:
+    """A page opened with an analyst's token (the printed link is a viewer's)."""
     with chromium() as context:
-        yield dash.open_dashboard(context, workbench_up["url"])
+        yield dash.open_dashboard(context, _link(workbench_up, "e2e analyst", "analyst"))
 
 
 def _status(url: str) -> tuple[int, str]:
@@ -157,15 +163,50 @@ def test_an_injected_anomaly_appears_in_the_alert_feed(page, workbench_up: dict)
     assert "thermostat-e2e-01" in history.inner_text()
 
 
-def test_the_threshold_slider_changes_the_kernels_pipeline(page) -> None:
+def test_an_analysts_threshold_reaches_every_worker(page) -> None:
     assert dash.pipeline_threshold(page) == "0.10"
     seconds = dash.set_threshold(page, 0.35)
     assert dash.pipeline_threshold(page) == "0.35"
     assert seconds < 10
+    page.wait_for_function(  # the one worker of `workbench up` applies it
+        "() => document.querySelector('.wb-applying')?.innerText.trim() === '1 of 1 workers on it'",
+        timeout=20_000,
+    )
     dash.set_threshold(page, 0.10)
 
 
-def test_csv_export_downloads_readings_and_alerts(page) -> None:
+def test_a_second_page_sees_what_the_first_acknowledged_and_a_viewer_cannot_act(
+    page, workbench_up: dict
+) -> None:
+    # A late viewer with the printed (viewer) link, signed in on its own: the page is on
+    # 127.0.0.1, the analyst's on localhost, so the browser keeps their sessions apart.
+    link = workbench_up["url"].replace("//localhost:", "//127.0.0.1:")
+    viewer = dash.open_dashboard(page.context, link)
+    try:
+        viewer.wait_for_selector(".wb-alert-feed .wb-alert", timeout=30_000)  # at once
+        _acked, device = dash.acknowledge_first_alert(page)
+        dash.find_in_history(viewer, device, "acknowledged by e2e analyst")
+        # The viewer's page offers no way to act: settings read-only, no acknowledge/clear.
+        viewer.wait_for_function(
+            "() => document.querySelector('.wb-readonly')?.innerText.includes('read-only: this"
+            " page was opened with a viewer token')",
+            timeout=10_000,
+        )
+        readout = ".wb-threshold .widget-readout"
+        assert viewer.eval_on_selector(readout, "r => r.contentEditable") == "false"
+        assert viewer.eval_on_selector(".wb-apply", "b => b.disabled") is True
+        assert viewer.locator(".wb-ack").count() == 1 and not viewer.locator(".wb-ack").is_visible()
+        assert viewer.locator(".wb-alert-feed").inner_text()  # it shows the alerts all the same
+    finally:
+        viewer.close()
+
+
+def test_csv_export_downloads_the_followed_devices_readings_and_the_alerts(page) -> None:
+    dash.select_device(page, "thermostat-0001")
+    page.wait_for_function(  # its last minutes, read from its partition
+        "() => /thermostat-0001: [1-9][\\d,]* points/.test(document.body.innerText)",
+        timeout=30_000,
+    )
     page.locator(".wb-export").click()
     links = page.locator("a.wb-download")
     links.first.wait_for(timeout=20_000)
@@ -178,8 +219,8 @@ def test_csv_export_downloads_readings_and_alerts(page) -> None:
     assert readings_name.startswith("readings-") and readings_name.endswith(".csv")
     rows = list(csv.reader(io.StringIO(readings)))
     assert tuple(rows[0]) == reading_header()
-    assert len(rows) > 100
-    assert all(r[2] in schema.METRICS for r in rows[1:])
+    assert len(rows) > 20
+    assert {r[1] for r in rows[1:]} == {"thermostat-0001"}
     assert alerts_name.startswith("alerts-")
     alert_rows = list(csv.reader(io.StringIO(alerts)))
     assert tuple(alert_rows[0]) == ALERT_COLUMNS

@@ -29,12 +29,14 @@ from tests import processes
 from tests.html_tables import html_tables
 from tests.kafka_helpers import PORT_BASE, produce_readings
 from tests.test_nab import write_corpus
+from tests.worker_helpers import Namespace
 from workbench.cli import build_parser
 from workbench.config import Settings
 from workbench.evaluation.simulator_eval import read_all
 from workbench.explore.recent import decode_readings, read_recent
 from workbench.ports import free_port
 from workbench.simulator import run_simulator
+from workbench.streams.topics import ensure_topics
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 pytestmark = pytest.mark.kafka
@@ -404,20 +406,24 @@ def test_lab_refuses_a_bad_port_saying_what_is_allowed(
 
 
 def test_live_components_run_in_a_kernel_and_follow_the_stream(
-    kafka: Settings, topics: dict[str, str]
+    kafka: Settings, tmp_path: Path
 ) -> None:
-    simulate_into(kafka, topics, devices=40, rate=400.0, count=2_000, seed=4, backfill_s=60)
-    nb = with_parameters(
-        "live_components.ipynb",
-        READINGS_TOPIC=topics["readings"],
-        TRUTH_TOPIC=topics["truth"],
-        START="earliest",
-        WAIT_FOR_READINGS=2_000,
-    )
-    execute(nb, kafka)
+    ns = Namespace(kafka, tmp_path)
+    fleet = {"readings": ns.topics.readings, "truth": f"{ns.prefix}iot.truth"}
+    ensure_topics(kafka, {fleet["truth"]: 1})
+    with ns.worker("notebook-worker") as worker:
+        simulate_into(kafka, fleet, devices=40, rate=400.0, count=2_000, seed=4, backfill_s=60)
+        nb = with_parameters(
+            "live_components.ipynb",
+            TOPIC_PREFIX=ns.prefix,
+            TRUTH_TOPIC=fleet["truth"],
+            WAIT_FOR_READINGS=2_000,
+        )
+        execute(nb, kafka)
+        assert worker.proc.poll() is None, worker.output
     shown = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and shows_widget(c)]
     assert len(shown) == 3  # the whole dashboard, then the trend and tuning panels alone
     out = "\n".join(text(c) for c in nb.cells if c.cell_type == "code")
-    assert "total 2,000 msgs" in out
-    assert "pipeline threshold: 0.30" in out
+    assert "the workers handled 2,000 readings" in out
+    assert "every worker applies settings v1: threshold 0.30" in out
     assert re.search(r"threshold 0\.05 would have raised \d+ alerts in [\d.]+ min", out)

@@ -486,12 +486,19 @@ def test_tls_and_pseudonymised_device_ids(broker: LocalBroker, tmp_path: Path) -
             ws.close()
             return message["readings"]
 
-        with Namespace(secure.settings, tmp_path, prefix=secure.prefix).worker("tls-worker"):
+        workers = Namespace(secure.settings, tmp_path, prefix=secure.prefix)
+        with workers.worker("tls-worker") as worker:
             readings = asyncio.run(first_readings())
+            secure.running.wait_for(  # the worker has joined and read (its start is slow)
+                "the worker's figures",
+                lambda: workers.figures().get("tls-worker", {}).get("pipeline", {}).get("total"),
+                timeout_s=120,
+            )
             stored = secure.running.wait_for(
                 "pseudonymised alerts",
                 lambda: (r := secure.http("GET", "/api/anomalies?limit=1000")[1])["total"] and r,
             )
+            assert worker.proc.poll() is None, worker.output
         alias = Pseudonymiser(key)
         real = {f"{t}-{n:04d}" for t in ("thermostat", "smart_meter", "air_quality", "env_sensor")
                 for n in range(10)}  # fmt: skip

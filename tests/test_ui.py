@@ -25,7 +25,7 @@ from workbench.profiles.load import load_profiles, parse_profiles
 from workbench.simulator.fleet import SITES
 from workbench.simulator.simulation import simulate
 from workbench.streams.aggregate import RollingAggregates
-from workbench.streams.validate import ReadingBatch
+from workbench.streams.checkpoint import DeviceStatus
 from workbench.ui.buffers import minmax_downsample
 from workbench.ui.counters import CountersPanel, quantity
 from workbench.ui.dashboard import Dashboard
@@ -120,21 +120,33 @@ def test_bad_settings_are_refused_with_what_is_allowed() -> None:
         LiveSession.check({}, SeverityPolicy(high=0.4, medium=0.6))
 
 
-def test_trend_follows_a_type_mean_or_one_device_from_the_stream() -> None:
+def feed_figures(session: LiveSession, batches: list[list[schema.Reading]], worker: str) -> None:
+    """Hand the session one worker's figures per batch, as the worker computes them."""
+    agg, mark = RollingAggregates(profiles=session.profiles), 0
+    for batch in batches:
+        agg.update(batch)
+        recent, mark = agg.means_since(mark)
+        for listener in session.figure_listeners:
+            listener({"worker": worker, "recent": recent})
+
+
+def test_trend_follows_a_type_mean_from_the_workers_or_one_devices_readings() -> None:
     session = LiveSession(NOWHERE, truth_topic=None)
     trend = TrendPanel(session)
     readings = [r for r, _ in simulate(40, 40, 400, seed=2)]  # 10 s of data
-    for i in range(0, 400, 50):
-        batch = readings[i : i + 50]
-        session._on_batch(ReadingBatch(batch, [0] * len(batch)))
-    thermostats = [r for r in readings if r.device_type == "thermostat"]
-    seconds = {int(r.ts.timestamp()) for r in thermostats}
-    assert len(trend._x) == len(seconds)  # one mean per second of data
-    first = [r.temperature for r in thermostats if int(r.ts.timestamp()) == min(seconds)]
+    batches = [readings[i : i + 40] for i in range(0, 400, 40)]  # a second each
+    # Two workers, each with half of every second's readings: one weighted mean per second.
+    feed_figures(session, [b[::2] for b in batches], "w1")
+    feed_figures(session, [b[1::2] for b in batches], "w2")
+    assert len(trend._x) == len(batches)
+    first = [r.temperature for r in batches[0] if r.device_type == "thermostat"]
     assert trend._y[0] == pytest.approx(sum(first) / len(first))
-    device = thermostats[0].device_id
-    trend.device_cb.value = device  # rebuilt from the buffered readings
-    assert list(trend._y) == [r.temperature for r in thermostats if r.device_id == device]
+    device = next(r.device_id for r in readings if r.device_type == "thermostat")
+    trend.device_cb.value = device  # the session now follows that device's readings
+    assert list(trend._y) == []
+    mine = [r for r in readings if r.device_id == device]
+    trend._on_readings(mine)
+    assert list(trend._y) == [r.temperature for r in mine]
     trend.refresh()
     assert device in trend.status.value
     assert len(trend.line.y) == len(trend._y)
@@ -238,19 +250,43 @@ def plant_readings(minutes: int = 60) -> list[schema.Reading]:
     return [PLANT.decode(json.dumps(r).encode()) for r in records]
 
 
+def device_statuses(readings: list[schema.Reading], profiles: object) -> dict[str, DeviceStatus]:
+    """Each device's latest state as a worker publishes it, after ``readings``."""
+    agg = RollingAggregates(profiles=profiles)
+    agg.update(readings)
+    out = {}
+    for device_id, latest in agg.latest.items():
+        run = agg.counter_run(device_id)
+        out[device_id] = DeviceStatus(
+            device_id=device_id,
+            device_type=latest.device_type,
+            readings=sum(r.device_id == device_id for r in readings),
+            last_seq=latest.seq,
+            last_ts=latest.ts,
+            missing=0,
+            repeated=0,
+            active_alerts=0,
+            worker="w",
+            partition=0,
+            counters_since=None if run is None else run.first_ts,
+            counters_first=None if run is None else run.first,
+        )
+    return out
+
+
 @pytest.fixture
 def plant_dashboard() -> Iterator[Dashboard]:
-    """The dashboard of a session on the plant's profile, fed an hour of its readings (what the
-    pipeline hands the views: the batch, and the aggregates detection keeps)."""
+    """The dashboard of a session on the plant's profile, fed an hour of its readings as the
+    workers publish them: their figures a minute at a time, the devices' latest states."""
     session = LiveSession(NOWHERE, truth_topic=None, profiles=PLANT)
     dashboard = Dashboard(session, heartbeat=False)
     readings = plant_readings()
-    session._on_batch(ReadingBatch(readings, [0] * len(readings)))
-    session.stage.aggregates.update(readings)
+    feed_figures(session, [readings[i : i + 9] for i in range(0, len(readings), 9)], "w")
+    session.statuses = device_statuses(readings, PLANT.profiles)
+    session.latest = {r.device_id: r for r in readings}
     asyncio.run(dashboard.refresh_fleet())
     dashboard.refresh_live()
     yield dashboard
-    session.stage.close()
 
 
 def test_a_fleet_defined_only_by_its_profile_gets_its_types_and_metrics_with_units(
@@ -300,12 +336,15 @@ def test_the_plant_dashboard_has_no_map_and_shows_a_door_as_its_state(
     asyncio.run(plant_dashboard.refresh_fleet())
     assert "open: 2 of 4 devices at 1 now (closed/open)" in trend.state.value
     trend.device_cb.value = "D-1"
+    trend._on_readings([r for r in plant_readings() if r.device_id == "D-1"])
     assert trend.y_axis.label == "open (closed/open)" and list(trend._y)[-1] is True
 
 
 def test_the_plant_dashboard_exports_its_own_columns_with_units(
     plant_dashboard: Dashboard,
 ) -> None:
+    readings = plant_readings()
+    plant_dashboard.session.device_readings.extend(r for r in readings if r.device_id == "M-1")
     plant_dashboard.controls.export()
     data = re.search(r'href="data:text/csv;base64,([^"]+)"', plant_dashboard.controls.links.value)
     rows = list(csv.reader(io.StringIO(base64.b64decode(data[1]).decode())))
@@ -326,4 +365,4 @@ def test_the_plant_dashboard_exports_its_own_columns_with_units(
     meter = dict(zip(header, next(r for r in rows[1:] if r[2] == "meter"), strict=True))
     assert meter["device_id"] == "M-1" and meter["volume (m³)"] == "1000.0"
     assert meter["open (closed/open)"] == meter["speed (rpm)"] == ""
-    assert len(rows) == 1 + 60 * 9
+    assert len(rows) == 1 + 60  # the followed meter's hour

@@ -11,6 +11,7 @@ import csv
 import html
 import io
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -25,6 +26,7 @@ from workbench.profiles.compile import compile_profiles
 from workbench.profiles.load import parse_profiles
 from workbench.schema import Thermostat
 from workbench.streams.aggregate import CounterRun
+from workbench.streams.metrics import PipelineMetrics
 from workbench.streams.validate import ReadingBatch
 from workbench.ui.alerts_view import AlertFeedPanel, AlertHistoryPanel
 from workbench.ui.controls import download_link
@@ -150,23 +152,42 @@ def test_a_device_typed_into_the_trend_box_is_shown_as_text(session: LiveSession
     assert_shown_as_text(trend.status.value)
 
 
-def test_the_live_alert_feed_shows_alert_fields_as_text() -> None:
-    feed = AlertFeedPanel(hostile_alert_log())
+def test_the_live_alert_feed_shows_alert_fields_and_who_acted_as_text(
+    session: LiveSession,
+) -> None:
+    session.alerts = hostile_alert_log()
+    session.lifecycle = {
+        a: {"state": "acknowledged", "acknowledged_by": HOSTILE} for a in session.alerts.by_id
+    }
+    feed = AlertFeedPanel(session)
     feed.refresh()
     assert_shown_as_text(feed.feed.value)
+    assert "acknowledged by" in feed.feed.value
 
 
-def test_the_alert_history_shows_alert_fields_as_text() -> None:
-    history = AlertHistoryPanel(hostile_alert_log())
+def test_the_alert_history_shows_alert_fields_and_who_acted_as_text(
+    session: LiveSession,
+) -> None:
+    session.alerts = hostile_alert_log()
+    session.lifecycle = {
+        a: {"state": "cleared", "cleared_by": HOSTILE} for a in session.alerts.by_id
+    }
+    history = AlertHistoryPanel(session)
     history.refresh()
     assert_shown_as_text(history.table.value)
+    assert "cleared by" in history.table.value
 
 
-def test_the_overview_shows_a_pipeline_error_as_text(session: LiveSession) -> None:
+def test_the_overview_shows_a_workers_error_and_name_as_text(session: LiveSession) -> None:
     session.started = True
-    session.source.metrics.record_error(RuntimeError(HOSTILE))
+    metrics = PipelineMetrics()
+    metrics.record_error(RuntimeError(HOSTILE))
+    figures = {"worker": HOSTILE, "at": time.time(), "partitions": [0], "devices": 1}
+    figures |= {"pipeline": metrics.snapshot().as_dict(), "settings_version": 0}
+    session.workers = {HOSTILE: figures}
     overview = OverviewPanel(session)
     assert_shown_as_text(overview.stats.value)
+    assert_shown_as_text(overview.workers.value)
 
 
 def hostile_units() -> str:

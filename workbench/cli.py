@@ -410,6 +410,28 @@ def cmd_bench_fuzz(args: argparse.Namespace) -> int:
     return 0 if figures["ok"] else 1
 
 
+def cmd_bench_scale(args: argparse.Namespace) -> int:
+    """workbench bench scale: readings/s with full detection per worker count, latency; 1 when
+    a target is missed."""
+    from workbench.bench.scale import format_table, run_scale_bench
+    from workbench.broker import local_broker_for
+
+    settings = _settings(args)
+    say = (lambda _m: None) if args.json else _progress
+    with local_broker_for(settings, progress=say):
+        figures = run_scale_bench(
+            settings,
+            workers=args.workers,
+            rates=args.rates,
+            readings=args.readings,
+            devices=args.devices,
+            seconds=args.seconds,
+            progress=say,
+        )
+    print(json.dumps(figures, indent=2) if args.json else format_table(figures))
+    return 0 if figures["ok"] else 1
+
+
 def cmd_eval_nab(args: argparse.Namespace) -> int:
     """workbench eval nab: the live detection stage over a NAB-format corpus, NAB-scored."""
     from workbench.evaluation.nab import main as nab_main
@@ -790,6 +812,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--warmup", type=_positive(float, "number"), default=10.0, help="seconds before measuring"
     )
     b.set_defaults(func=cmd_bench_serve)
+    b = bench.add_parser(
+        "scale", parents=[common], help="readings/s with full detection per worker count"
+    )
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument(
+        "--workers", type=_positive(int, "whole number"), nargs="+", default=[1, 2], metavar="N"
+    )
+    b.add_argument(
+        "--rates",
+        type=_positive(float, "number"),
+        nargs="*",
+        default=[1_000, 10_000],
+        metavar="R",
+        help="offered readings/s for the latency runs (default 1000 10000; none: skip them)",
+    )
+    b.add_argument(
+        "--readings",
+        type=_positive(int, "whole number"),
+        default=1_000_000,
+        help="readings in the throughput topic",
+    )
+    b.add_argument("--devices", type=_positive(int, "whole number"), default=10_000)
+    b.add_argument(
+        "--seconds", type=_positive(float, "number"), default=20.0, help="per latency run"
+    )
+    b.set_defaults(func=cmd_bench_scale)
+
     b = bench.add_parser("fuzz", parents=[common], help="hostile records through the pipeline")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("--count", type=_positive(int, "whole number"), default=100_000)

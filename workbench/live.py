@@ -21,17 +21,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from workbench.alerts.model import Alert
 from workbench.alerts.publish import decode_alert
 from workbench.broker import local_broker_for
 from workbench.config import Settings
 from workbench.stopping import stop_signals
-from workbench.streams.follow import TopicFollower
+from workbench.streams.follow import TopicFollower, decode_each
 from workbench.streams.records import Record
 from workbench.streams.topics import READING_PARTITIONS, ensure_topics
-from workbench.streams.worker import Worker, WorkerConfig, alert_line, run_worker
+from workbench.streams.worker import (
+    Worker,
+    WorkerConfig,
+    alert_line,
+    decode_figures,
+    run_worker,
+)
 from workbench.supervisor import AutoScaler, Supervisor
 
 REFRESH_S = 1.0
@@ -77,7 +81,7 @@ def run_worker_command(settings: Settings, config: WorkerConfig) -> int:
     group on several machines point at one cluster instead.
     """
     with stop_signals() as stop, local_broker_for(settings):
-        created = config.topics.ensure(settings)
+        created = config.topics.ensure(settings, groups=(config.group_id,))
         if created:
             _say(f"created topics {', '.join(created)}")
         _say(
@@ -152,10 +156,8 @@ class AlertTally:
         self.latest: Alert | None = None
 
     async def take(self, records: list[Record]) -> None:
-        for r in records:
-            if r.value:
-                alert = decode_alert(r.value)
-                self.states[alert.alert_id] = self.latest = alert
+        for alert in decode_each(records, decode_alert):
+            self.states[alert.alert_id] = self.latest = alert
 
     def line(self) -> str:
         active = [a for a in self.states.values() if a.status == "active"]
@@ -171,10 +173,8 @@ async def _supervise(
     figures: dict[str, dict[str, Any]] = {}
 
     async def take_figures(records: list[Record]) -> None:
-        for r in records:
-            if r.value:
-                f = msgspec.json.decode(r.value)
-                figures[f["worker"]] = f
+        for f in decode_each(records, decode_figures):
+            figures[str(f.get("worker"))] = f
 
     tally = AlertTally()
     followers = [

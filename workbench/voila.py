@@ -23,6 +23,7 @@ from typing import BinaryIO
 
 from workbench.config import Settings
 from workbench.ports import port_free, port_holder
+from workbench.security.kernel_grants import DASHBOARD_ENV
 from workbench.shipped import shipped_dir
 
 DASHBOARD_NOTEBOOK = "live_dashboard.ipynb"
@@ -115,7 +116,7 @@ def start_dashboard(
     if not notebook.exists():
         raise DashboardError(f"no dashboard notebook at {notebook}")
     _check_port_free(ip, port)
-    env = {**os.environ, **settings.export_env(), **(env or {})}
+    env = {**os.environ, **settings.export_env(), DASHBOARD_ENV: "1", **(env or {})}
     command = voila_command(notebook, port, ip, cull_idle_s, tls, _limits(env))
     out = _private_log(log) if log else subprocess.DEVNULL
     proc = subprocess.Popen(

@@ -28,23 +28,32 @@ def open_dashboard(context: Any, url: str, timeout_s: float = 90.0) -> Any:
 
 
 def pipeline_threshold(page: Any) -> str:
-    """The threshold the kernel's pipeline reports it uses."""
+    """The threshold the page says the workers apply."""
     return page.inner_text(".wb-pipeline-threshold").strip()
 
 
-def set_threshold(page: Any, value: float, timeout_s: float = 5.0) -> float:
-    """Type ``value`` into the threshold slider; seconds until the page shows the pipeline uses it.
+def set_threshold(page: Any, value: float, timeout_s: float = 10.0) -> float:
+    """As an analyst: type ``value`` into the threshold slider, apply it to all workers and
+    confirm; seconds from the confirmation until the page shows it in force.
 
-    That is the whole round trip: browser → kernel → detection thread (between two batches) →
-    kernel → browser.
+    That is the round trip browser → kernel → settings topic → kernel → browser; the workers
+    apply it within their next second (``workers_on_it``).
     """
     readout = page.locator(".wb-threshold .widget-readout")
     want = f"{value:.2f}"
     readout.click()
     page.keyboard.press("Control+A")
     page.keyboard.type(want)
-    started = time.perf_counter()
     page.keyboard.press("Enter")
+    apply = page.locator(".wb-apply")
+    page.wait_for_function(
+        "() => !document.querySelector('.wb-apply')?.disabled", timeout=timeout_s * 1000
+    )
+    apply.click()
+    confirm = page.locator(".wb-confirm")
+    confirm.wait_for(state="visible", timeout=timeout_s * 1000)
+    started = time.perf_counter()
+    confirm.click()
     page.wait_for_function(
         "want => document.querySelector('.wb-pipeline-threshold')?.innerText.trim() === want",
         arg=want,
@@ -52,6 +61,36 @@ def set_threshold(page: Any, value: float, timeout_s: float = 5.0) -> float:
         polling="raf",
     )
     return time.perf_counter() - started
+
+
+def workers_on_it(page: Any) -> str:
+    """What the tuning panel says of the workers that apply the settings in force."""
+    return page.inner_text(".wb-applying").strip()
+
+
+def acknowledge_first_alert(page: Any, timeout_s: float = 30.0) -> tuple[str, str]:
+    """As an analyst: pick the newest alert in the feed and acknowledge it; (its id, device)."""
+    options = ".wb-alert-pick select option"
+    page.wait_for_selector(options, state="attached", timeout=timeout_s * 1000)
+    page.select_option(".wb-alert-pick select", index=0)
+    page.locator(".wb-ack").click()
+    said = page.wait_for_function(  # null until the kernel says it is done
+        "() => { const m = document.querySelector('.wb-ack-said')?.innerText"
+        ".match(/(\\S+) \\((\\S+)\\) is acknowledged/); return m ? [m[1], m[2]] : null; }",
+        timeout=timeout_s * 1000,
+    )
+    alert_id, device = said.json_value()
+    return alert_id, device
+
+
+def find_in_history(page: Any, device_id: str, text: str, timeout_s: float = 30.0) -> None:
+    """Filter the alert history by ``device_id`` and wait until a row shows ``text``."""
+    page.locator(".wb-card", has_text="Alert history").locator("input").fill(device_id)
+    page.wait_for_function(
+        "t => document.querySelector('.wb-alert-history')?.innerText.includes(t)",
+        arg=text,
+        timeout=timeout_s * 1000,
+    )
 
 
 def select_device(page: Any, device_id: str) -> None:

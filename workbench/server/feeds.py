@@ -31,7 +31,7 @@ from workbench.security.pseudonym import Pseudonymiser
 from workbench.server.hub import Hub
 from workbench.store.alerts import AlertStore
 from workbench.streams.clients import make_producer
-from workbench.streams.follow import TopicFollower
+from workbench.streams.follow import TopicFollower, decode_each
 from workbench.streams.records import Record
 from workbench.streams.settings_topic import (
     SettingsVersion,
@@ -42,11 +42,10 @@ from workbench.streams.settings_topic import (
 )
 from workbench.streams.source import from_kafka_readings
 from workbench.streams.validate import ReadingBatch, ReadingValidator
-from workbench.streams.worker import WorkerTopics
+from workbench.streams.worker import WorkerTopics, decode_figures
 
 T = TypeVar("T")
 _encode = msgspec.json.Encoder().encode
-_decode_figures = msgspec.json.Decoder(dict[str, Any]).decode
 DEVICES_KEPT = 1_000_000
 """Devices whose last reading the server keeps for /api/devices (the least recent go first)."""
 WORKER_GONE_S = 10.0
@@ -132,7 +131,7 @@ class LiveFeeds:
             self._publish_readings(batch.readings)
 
     async def _on_alerts(self, records: list[Record]) -> None:
-        alerts = list({a.alert_id: a for a in map(decode_alert, _values(records))}.values())
+        alerts = list({a.alert_id: a for a in decode_each(records, decode_alert)}.values())
         for a in alerts:
             if a.status == "active":
                 self.active[a.alert_id] = a
@@ -145,8 +144,7 @@ class LiveFeeds:
             self.hub.publish("alerts", alerts_message(alerts))
 
     async def _on_figures(self, records: list[Record]) -> None:
-        for value in _values(records):
-            figures = _decode_figures(value)
+        for figures in decode_each(records, decode_figures):
             self.workers[str(figures.get("worker"))] = figures
 
     async def _on_settings(self, records: list[Record]) -> None:
@@ -218,10 +216,6 @@ class LiveFeeds:
         await self.in_db(publish)
         self.version = version
         return version.old, version.new
-
-
-def _values(records: list[Record]) -> list[bytes]:
-    return [r.value for r in records if r.value]
 
 
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2}

@@ -23,6 +23,7 @@ from workbench.security.tokens import ROLES, Principal
 from workbench.server.hub import Client, ReadingFilter
 from workbench.store.alerts import STATES, AlertQuery, LifecycleError
 from workbench.store.db import NotFound
+from workbench.store.lifecycle import act_on_alert
 
 if TYPE_CHECKING:
     from workbench.server.app import ApiServer
@@ -216,25 +217,12 @@ class AnomalyActionHandler(Base):
     """POST /api/anomalies/{id}/ack or /clear."""
 
     roles: ClassVar[dict[str, str]] = {"POST": "analyst"}
-    STATE: ClassVar[dict[str, str]] = {"ack": "acknowledged", "clear": "cleared"}
 
     async def post(self, alert_id: str, action: str) -> None:
-        state = self.STATE[action]
-
-        def change() -> dict[str, Any]:
-            with self.server.db.transaction():
-                before, after = self.server.alerts.transition(alert_id, state, self.actor)
-                self.server.audit.record(
-                    self.actor,
-                    f"alert.{'acknowledge' if action == 'ack' else 'clear'}",
-                    f"alert {alert_id}",
-                    {"state": before["state"]},
-                    {"state": after["state"], "by": self.actor, "at": after[f"{state}_at"]},
-                )
-            return after
-
         try:
-            self.reply(await self.server.in_db(change))
+            self.reply(
+                await self.server.in_db(act_on_alert, self.server.db, alert_id, action, self.actor)
+            )
         except NotFound as exc:
             raise HTTPError(404, str(exc)) from None
         except LifecycleError as exc:

@@ -10,7 +10,7 @@ retention period are deleted.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +103,14 @@ class AlertStore:
         if not rows:
             raise NotFound(f"no alert with id {alert_id!r}")
         return _public(rows[0])
+
+    def lifecycles(self, alert_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored ones of these alerts, as ``get`` shows them, by id (one query)."""
+        if not alert_ids:
+            return {}
+        marks = ", ".join("?" * len(alert_ids))
+        rows = self.db.query(f"SELECT * FROM alerts WHERE alert_id IN ({marks})", alert_ids)
+        return {r["alert_id"]: _public(r) for r in rows}
 
     def query(self, q: AlertQuery) -> tuple[list[dict[str, Any]], int]:
         """One page of matching alerts, newest first, and how many match in all."""

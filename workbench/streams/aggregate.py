@@ -27,6 +27,8 @@ class _Bucket:
     sums: dict[str, float]
     mins: dict[str, float]
     maxs: dict[str, float]
+    serial: int = 0
+    """Buckets are numbered in the order they were added (``means_since``)."""
 
 
 @dataclass(slots=True)
@@ -75,6 +77,7 @@ class RollingAggregates:
         self._runs: OrderedDict[str, CounterRun] = OrderedDict()
         """device id → its counters' run, for devices of a type with counter metrics."""
         self._devices: dict[str, set[str]] = defaultdict(set)
+        self._serial = 0
         self.latest: dict[str, Reading] = {}
         """device id → its most recent reading (status, map and drill-down views)."""
 
@@ -103,7 +106,8 @@ class RollingAggregates:
             values = np.fromiter((getattr(r, metric) for r in group), float, len(group))
             sums[metric], mins[metric], maxs[metric] = values.sum(), values.min(), values.max()
         ts = max(r.ts for r in group)
-        self._buckets[device_type].append(_Bucket(ts, len(group), sums, mins, maxs))
+        self._serial += 1
+        self._buckets[device_type].append(_Bucket(ts, len(group), sums, mins, maxs, self._serial))
         devices = self._devices[device_type]
         if len(devices) < self.max_devices:
             devices.update(r.device_id for r in group)
@@ -121,6 +125,28 @@ class RollingAggregates:
                 runs[r.device_id] = CounterRun(r.device_type, r.ts, values, r.ts, values)
             elif r.ts >= run.last_ts:
                 run.last_ts, run.last = r.ts, values
+
+    def counter_run(self, device_id: str) -> CounterRun | None:
+        """The device's counters since first seen (None: it has none, or was evicted)."""
+        return self._runs.get(device_id)
+
+    def means_since(self, serial: int) -> tuple[dict[str, dict[str, object]], int]:
+        """Per device type, the readings and metric means of the batches added after bucket
+        ``serial`` (with the latest data time among them), and the serial to ask from next."""
+        out: dict[str, dict[str, object]] = {}
+        for device_type, buckets in self._buckets.items():
+            fresh = [b for b in reversed(buckets) if b.serial > serial]
+            count = sum(b.count for b in fresh)
+            if not count:
+                continue
+            out[device_type] = {
+                "ts": max(b.ts for b in fresh).isoformat(),
+                "readings": count,
+                "means": {
+                    m: sum(b.sums[m] for b in fresh) / count for m in self._metrics[device_type]
+                },
+            }
+        return out, self._serial
 
     def counter_runs(self) -> dict[str, CounterRun]:
         """device id → its counters since first seen; a copy later batches do not change."""

@@ -19,6 +19,7 @@ from datetime import datetime
 
 import msgspec
 
+from workbench import schema
 from workbench.alerts.model import Alert
 from workbench.config import TOPIC_CHANGELOG, TOPIC_DEVICES, Settings
 from workbench.models import snapshot
@@ -60,6 +61,9 @@ class DeviceCheckpoint(msgspec.Struct, kw_only=True):
     """Its open incidents, each with when it was last published."""
 
 
+NO_READING = msgspec.Raw(b"null")
+
+
 class DeviceStatus(msgspec.Struct, kw_only=True):
     """A device's record on the devices topic: its latest state, for views."""
 
@@ -73,6 +77,11 @@ class DeviceStatus(msgspec.Struct, kw_only=True):
     active_alerts: int
     worker: str
     partition: int
+    reading: msgspec.Raw = NO_READING
+    """Its latest reading, encoded as the readings topic carries it (``null``: none kept)."""
+    counters_since: datetime | None = None
+    counters_first: dict[str, float] | None = None
+    """Its counters' first values and when they were read (how far they advanced since)."""
 
 
 class Marker(msgspec.Struct, kw_only=True):
@@ -209,8 +218,11 @@ class Checkpointer:
     def _statuses(
         self, device_ids: list[str], incidents: dict[str, list[tuple[Alert, datetime | None]]]
     ) -> Iterable[tuple[bytes, bytes, None]]:
+        aggregates = self.stage.aggregates
         for device_id in device_ids:
             e = self.ledger[device_id]
+            latest = aggregates.latest.get(device_id)
+            run = aggregates.counter_run(device_id)
             status = DeviceStatus(
                 device_id=device_id,
                 device_type=e.device_type,
@@ -222,6 +234,9 @@ class Checkpointer:
                 active_alerts=len(incidents.get(device_id, ())),
                 worker=self.worker,
                 partition=e.partition,
+                reading=NO_READING if latest is None else msgspec.Raw(schema.encode(latest)),
+                counters_since=None if run is None else run.first_ts,
+                counters_first=None if run is None else run.first,
             )
             yield device_id.encode(), _encode_json(status), None
 

@@ -13,7 +13,10 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
+
+import msgspec
 
 from workbench.config import Settings
 from workbench.streams.records import Record
@@ -21,6 +24,22 @@ from workbench.streams.records import Record
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 5.0
 Handler = Callable[[list[Record]], Awaitable[None]]
+T = TypeVar("T")
+
+
+def decode_each(records: list[Record], decode: Callable[[bytes], T]) -> list[T]:
+    """Each record's value decoded; an empty or malformed one is skipped and logged, so one bad
+    record never stops a view."""
+    out = []
+    for r in records:
+        if not r.value:
+            continue
+        try:
+            out.append(decode(r.value))
+        except (msgspec.DecodeError, ValueError, TypeError) as exc:
+            log.warning("skipping a malformed record (partition %d, offset %d): %s",
+                        r.partition, r.offset, exc)  # fmt: skip
+    return out
 
 
 class TopicFollower:
@@ -34,15 +53,23 @@ class TopicFollower:
         group_id: str | None = None,
         start: str = "earliest",
         poll_s: float = 0.25,
+        partitions: list[int] | None = None,
+        since: datetime | None = None,
     ) -> None:
+        """``partitions``: read only these (no group), from the first record produced at or
+        after ``since`` (else from ``start``)."""
         if start not in ("earliest", "latest"):
             raise ValueError(f"start={start!r}: choose 'earliest' or 'latest'")
+        if partitions is not None and group_id is not None:
+            raise ValueError("read chosen partitions without a group, or a group's share")
         self.settings = settings
         self.topic = topic
         self.handle = handle
         self.group_id = group_id
         self.start_at = start
         self.poll_s = poll_s
+        self.partitions = partitions
+        self.since = since
         self.records = 0
         """Records handled so far."""
         self.errors = 0
@@ -70,10 +97,10 @@ class TopicFollower:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     def _open(self) -> Any:
-        from kafka import KafkaConsumer
+        from kafka import KafkaConsumer, TopicPartition
 
-        return KafkaConsumer(
-            self.topic,
+        consumer = KafkaConsumer(
+            *(() if self.partitions is not None else (self.topic,)),
             bootstrap_servers=self.settings.bootstrap,
             group_id=self.group_id,
             auto_offset_reset=self.start_at,
@@ -81,6 +108,16 @@ class TopicFollower:
             metadata_max_age_ms=10_000,
             **self.settings.kafka_python_security(),
         )
+        if self.partitions is not None:
+            tps = [TopicPartition(self.topic, p) for p in self.partitions]
+            consumer.assign(tps)
+            if self.since is not None:
+                at = int(self.since.timestamp() * 1000)
+                found = consumer.offsets_for_times(dict.fromkeys(tps, at))
+                ends = consumer.end_offsets(tps)
+                for tp in tps:
+                    consumer.seek(tp, ends[tp] if found[tp] is None else found[tp].offset)
+        return consumer
 
     def _poll(self) -> list[Record]:
         polled = self._consumer.poll(int(self.poll_s * 1000), max_records=5000)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -20,6 +20,9 @@ from workbench.models.ensemble import EnsembleDetector
 from workbench.server import tuning
 from workbench.streams.clients import ProducerBackend, deliver, make_producer
 from workbench.streams.records import Record, read_partitions
+
+if TYPE_CHECKING:
+    from workbench.store.db import Database
 
 KEY = b"detector-settings"
 log = logging.getLogger(__name__)
@@ -121,9 +124,11 @@ def change_settings(
     actor: str,
     role: str,
     topic: str = TOPIC_SETTINGS,
+    database: Database | None = None,
 ) -> SettingsVersion | None:
-    """Check a change against the latest version, publish the new version and audit it; None
-    when it changes nothing. Raises ValueError saying what is wrong and what is allowed."""
+    """Check a change against the latest version, publish the new version and audit it (in
+    ``database``, default the configured store); None when it changes nothing. Raises
+    ValueError saying what is wrong and what is allowed."""
     from workbench.security.audit import AuditLog
     from workbench.store.db import open_database
 
@@ -135,7 +140,7 @@ def change_settings(
         publish_version(producer, version, topic)
     finally:
         producer.close()
-    AuditLog(open_database(settings.database)).record(
+    AuditLog(database or open_database(settings.database)).record(
         actor, "settings.change", f"settings v{version.version}", version.old, version.new
     )
     return version

@@ -27,11 +27,10 @@ DEFAULT_TOPICS: dict[str, int] = {
     TOPIC_METRICS: 1,
     TOPIC_DEVICES: 3,
     TOPIC_SETTINGS: 1,
-    TOPIC_CHANGELOG: READING_PARTITIONS,
 }
-"""Topic → partition count. Readings are keyed by device, so 6 partitions keep per-device order;
-the detector-state changelog is co-partitioned with them (a device's state lives in the
-partition number of its readings)."""
+"""Topic → partition count. Readings are keyed by device, so 6 partitions keep per-device order.
+Each worker group's detector-state changelog (``TOPIC_CHANGELOG.<group>``, made by its workers)
+is co-partitioned with them: a device's state lives in the partition number of its readings."""
 _COMPACTED = {
     "cleanup.policy": "compact",
     # Compact soon after writing (a takeover reads the whole log): roll a segment every minute.

@@ -1,7 +1,8 @@
 """``workbench worker``: the one detection pipeline, and the factory every runner builds it with.
 
 Source → validate → detect → alerts, with its state and figures as topics: alert states go to
-``iot.alerts`` (keyed by alert id), per-device detector state to a changelog before each commit
+``iot.alerts`` (keyed by alert id), per-device detector state to its group's changelog
+(``iot.detector-state.<group>``) before each commit
 (``workbench.streams.checkpoint``), the latest state per device to ``iot.devices``, the
 worker's figures to ``iot.metrics`` once a second, and it applies new versions from
 ``iot.settings`` between batches. Any number of workers in one consumer group share the readings'
@@ -61,6 +62,8 @@ def _plain(value: object) -> object:
 
 
 _encode = msgspec.json.Encoder(enc_hook=_plain).encode
+decode_figures = msgspec.json.Decoder(dict[str, Any]).decode
+"""A worker's figures (what ``Worker.figures`` returns) from the metrics topic."""
 
 
 @dataclass(frozen=True)
@@ -80,10 +83,21 @@ class WorkerTopics:
         """Every topic named ``prefix`` + its usual name."""
         return cls(**{f: prefix + getattr(cls, f) for f in cls.__dataclass_fields__})
 
-    def ensure(self, settings: Settings, partitions: int = READING_PARTITIONS) -> list[str]:
-        """Create those missing, the changelog co-partitioned with the readings."""
+    def changelog_of(self, group: str) -> str:
+        """The changelog of one consumer group's detector state: each group's workers keep
+        their own, with their own offsets (Kafka Streams names it after the application)."""
+        return f"{self.changelog}.{group}"
+
+    def ensure(
+        self,
+        settings: Settings,
+        partitions: int = READING_PARTITIONS,
+        groups: tuple[str, ...] = (),
+    ) -> list[str]:
+        """Create those missing, and the changelogs of ``groups``, co-partitioned with the
+        readings."""
         usual = WorkerTopics()
-        counts = {self.readings: partitions, self.changelog: partitions}
+        counts = {self.readings: partitions}
         counts |= {self.deadletter: 1, self.alerts: 3, self.devices: 3}
         counts |= {self.metrics: 1, self.settings: 1}
         configs = {
@@ -91,6 +105,9 @@ class WorkerTopics:
             for f in self.__dataclass_fields__
             if getattr(usual, f) in TOPIC_CONFIGS
         }
+        for group in groups:
+            counts[self.changelog_of(group)] = partitions
+            configs[self.changelog_of(group)] = TOPIC_CONFIGS[TOPIC_CHANGELOG]
         return ensure_topics(settings, counts, configs=configs)
 
 
@@ -128,7 +145,7 @@ class Worker:
             self.stage,
             self.producer,
             self.config.worker_id,
-            topics.changelog,
+            topics.changelog_of(self.config.group_id),
             topics.devices,
         )
         self.source = from_kafka_readings(
@@ -146,6 +163,7 @@ class Worker:
         """The newest settings version on the topic."""
         self.settings_version = 0
         """The settings version in force (0: the defaults)."""
+        self._means_from = 0
 
     @property
     def detector(self) -> EnsembleDetector:
@@ -178,7 +196,8 @@ class Worker:
         )  # fmt: skip
 
     def figures(self) -> dict[str, Any]:
-        """What the worker publishes to the metrics topic (every figure's unit in its name)."""
+        """What the worker publishes to the metrics topic (every figure's unit in its name);
+        call it on the detection thread (once a second: 'recent' covers the time since)."""
         cp = self.checkpointer
         return {
             "worker": self.config.worker_id,
@@ -191,7 +210,13 @@ class Worker:
             "alerts_active": len(self.stage.manager.active),
             "settings_version": self.settings_version,
             "aggregates": self.stage.aggregates.snapshot(),
+            "recent": self._recent_means(),
         }
+
+    def _recent_means(self) -> dict[str, dict[str, object]]:
+        """Per type, the metric means of the readings since the last figures (trend charts)."""
+        means, self._means_from = self.stage.aggregates.means_since(self._means_from)
+        return means
 
     def _publish_figures(self) -> None:
         figures = self.figures()

@@ -14,7 +14,8 @@ from workbench.ui.session import LiveSession
 from workbench.ui.style import card
 
 EXPORT_ROWS = 50_000
-"""Most recent readings put in one export (the download travels through the page)."""
+"""Most recent readings of the followed device put in one export (the download travels through
+the page)."""
 
 
 def download_link(name: str, text: str, label: str) -> str:
@@ -50,7 +51,7 @@ class ControlsPanel:
 
     def export(self) -> None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        readings = self.session.recent.snapshot()[-EXPORT_ROWS:]
+        readings = list(self.session.device_readings)[-EXPORT_ROWS:]
         alerts = list(self.session.alerts.by_id.values())
         self.links.value = (
             download_link(
@@ -67,4 +68,4 @@ class ControlsPanel:
         )
 
     def _cleared(self) -> None:
-        self.links.value = '<span class="wb-note">cleared the buffered readings and alerts</span>'
+        self.links.value = '<span class="wb-note">cleared the readings and the alerts</span>'

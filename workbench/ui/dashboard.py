@@ -1,10 +1,12 @@
 """The live dashboard: every panel on one viewer's session, refreshed without blocking the kernel.
 
+The session only reads what the detection workers publish (no detection in the page's kernel).
+
 The charts that follow the stream (overview, trend, alert feed) redraw four times a second; the
 fleet views (map, device mix, counters, alert history, tuning effect) at the chosen interval
 (1–10 s). Either way the UI rate is independent of the ingest rate. A hidden ``Play`` widget
 ticks from the browser; when the ticks stop (tab closed) the watchdog stops this viewer's
-pipeline, so its kernel goes idle and the server culls it.
+session, so its kernel goes idle and the server culls it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from workbench.config import Settings
-from workbench.ui.alerts_view import AlertFeedPanel, AlertHistoryPanel
+from workbench.ui.alerts_view import HISTORY_ROWS, AlertFeedPanel, AlertHistoryPanel
 from workbench.ui.controls import ControlsPanel
 from workbench.ui.counters import CountersPanel
 from workbench.ui.fleet_views import DistributionPanel, MapPanel
@@ -32,7 +34,7 @@ from workbench.ui.tuning import TuningPanel
 LIVE_TICK_S = 0.25
 HEARTBEAT_MS = 1_000
 WATCHDOG_S = float(os.environ.get("WORKBENCH_WATCHDOG_S", "30"))
-"""Stop the pipeline when the page's heartbeat has been silent this long (s)."""
+"""Stop the session when the page's heartbeat has been silent this long (s)."""
 GIL_SWITCH_S = 0.001
 
 
@@ -50,8 +52,8 @@ class Dashboard:
         self.distribution = DistributionPanel()
         self.counters = CountersPanel(s.profiles)
         self.map = MapPanel(s.profiles)
-        self.feed = AlertFeedPanel(s.alerts)
-        self.history = AlertHistoryPanel(s.alerts)
+        self.feed = AlertFeedPanel(s)
+        self.history = AlertHistoryPanel(s)
         self.tuning = TuningPanel(s)
         self.controls = ControlsPanel(s, on_clear=self._after_clear)
         self.heartbeat = widgets.Play(
@@ -110,7 +112,7 @@ class Dashboard:
         return self
 
     async def stop(self, reason: str = "stopped") -> None:
-        """Stop refreshing and this viewer's pipeline (its consumer commits and leaves)."""
+        """Stop refreshing and this viewer's session (its consumers leave)."""
         self.stopped_reason = reason
         task, self._task = self._task, None
         if task is not None and task is not asyncio.current_task():
@@ -134,12 +136,9 @@ class Dashboard:
 
     async def refresh_fleet(self) -> None:
         s = self.session
-        agg = s.stage.aggregates
-
-        def gather() -> tuple[dict, dict]:
-            return dict(agg.latest), agg.counter_runs()
-
-        latest, runs = await s.stage.between_batches(gather)
+        latest, runs = dict(s.latest), s.counter_runs()
+        shown = [a.alert_id for a in self.history.matching()[:HISTORY_ROWS]]
+        await s.refresh_lifecycle(list(dict.fromkeys(self.feed.shown() + shown)))
         self.distribution.refresh(latest)
         self.map.refresh(latest, s.alerts.active())
         self.counters.refresh(runs, latest)

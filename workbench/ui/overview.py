@@ -1,4 +1,4 @@
-"""Overview panel: connection status, throughput, totals, lag, latency and last update."""
+"""Overview panel: the detection workers' figures, summed over the workers, each with its unit."""
 
 from __future__ import annotations
 
@@ -16,29 +16,43 @@ def _ms(value: float | None) -> str:
 
 
 class OverviewPanel:
-    """Pipeline figures as tiles, each with its unit."""
+    """Throughput, totals, lag and latency of the workers, as tiles; a line per worker."""
 
     def __init__(self, session: LiveSession) -> None:
         self.session = session
         self.stats = widgets.HTML()
-        self.widget = card("Overview", self.stats)
+        self.workers = widgets.HTML()
+        self.workers.add_class("wb-workers")
+        self.widget = card("Overview", self.stats, self.workers)
         self.refresh()
 
     def refresh(self) -> None:
-        m = self.session.source.metrics.snapshot()
-        lag = "–" if m.consumer_lag is None else f"{m.consumer_lag:,} msgs"
-        age = "never" if m.last_update is None else f"{time.time() - m.last_update:,.1f} s ago"
-        status = m.status if m.last_error is None else f"{m.status}: {m.last_error}"
+        workers = self.session.live_workers()
+        figures = [f["pipeline"] for f in workers.values()]
+        lags = [p["consumer_lag"] for p in figures if p["consumer_lag"] is not None]
+        p50s = [p["latency_ms_p50"] for p in figures if p["latency_ms_p50"] is not None]
+        p95s = [p["latency_ms_p95"] for p in figures if p["latency_ms_p95"] is not None]
+        updates = [p["last_update"] for p in figures if p["last_update"] is not None]
         if not self.session.started:
-            status = "waiting for a viewer" if m.total == 0 else "stopped"
-        colour = {"consuming": "#2ca02c", "starting": "#777"}.get(m.status, "#d62728")
+            status, colour = "waiting for a viewer", "#777"
+        elif not workers:
+            status, colour = "no detection worker publishing figures", "#d62728"
+        else:
+            errors = [p["last_error"] for p in figures if p["status"] != "consuming"]
+            status = f"{len(workers)} worker{'s' if len(workers) != 1 else ''} consuming"
+            status += f" ({len(errors)} reconnecting: {errors[0]})" if errors else ""
+            colour = "#2ca02c" if not errors else "#d62728"
+        age = "never" if not updates else f"{time.time() - max(updates):,.1f} s ago"
         tiles = [
             ("connection", f'<span style="color:{colour}">{html.escape(status)}</span>'),
-            ("throughput", f"{m.messages_per_s:,.0f} msgs/s"),
-            ("total", f"{m.total:,} msgs"),
-            ("rejected (malformed)", f"{m.dead_lettered:,} msgs"),
-            ("consumer lag", lag),
-            ("latency p50 / p95", f"{_ms(m.latency_ms_p50)} / {_ms(m.latency_ms_p95)}"),
+            ("throughput", f"{sum(p['messages_per_s'] for p in figures):,.0f} msgs/s"),
+            ("total", f"{sum(p['total'] for p in figures):,} msgs"),
+            ("rejected (malformed)", f"{sum(p['dead_lettered'] for p in figures):,} msgs"),
+            ("consumer lag", f"{sum(lags):,} msgs" if lags else "–"),
+            (
+                "latency p50 / p95",
+                f"{_ms(max(p50s, default=None))} / {_ms(max(p95s, default=None))}",
+            ),
             ("last update", age),
         ]
         self.stats.value = (
@@ -48,4 +62,11 @@ class OverviewPanel:
                 for k, v in tiles
             )
             + "</div>"
+        )
+        self.workers.value = "".join(
+            f'<div class="wb-note">{html.escape(name)}: partitions '
+            f"{', '.join(map(str, f['partitions'])) or 'none'} · {f['devices']:,} devices · "
+            f"{f['pipeline']['messages_per_s']:,.0f} msgs/s · settings v{f['settings_version']}"
+            "</div>"
+            for name, f in sorted(workers.items())
         )

@@ -1,11 +1,14 @@
 """Metric trend for one device or a device type (mean), with the alerts on it as markers.
 
-The type and metric pickers offer what the session's profiles declare, each metric with its unit.
-A binary metric's type mean is the share of readings at 1, and the panel says how many of the
-type's devices are at 1 now ("open: 3 of 12 devices")."""
+The type mean comes from the workers' figures (each second's mean over their readings, weighted
+by how many each had); one device's readings are read from its partition once it is picked (the
+session follows it). The type and metric pickers offer what the session's profiles declare, each
+metric with its unit. A binary metric's type mean is the share of readings at 1, and the panel
+says how many of the type's devices are at 1 now ("open: 3 of 12 devices")."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 from collections import deque
@@ -18,7 +21,6 @@ import numpy as np
 from workbench.alerts.model import Alert
 from workbench.profiles.model import Metric
 from workbench.schema import Reading
-from workbench.streams.validate import ReadingBatch
 from workbench.ui.buffers import as_datetime64, minmax_downsample
 from workbench.ui.session import LiveSession
 from workbench.ui.style import SEVERITY_COLOURS, card, full_width
@@ -27,6 +29,8 @@ MAX_POINTS = 2_000
 """Most points drawn per chart (SVG stays smooth with a few thousand)."""
 SERIES_SIZE = 20_000
 TYPE_MEAN = "all devices (mean)"
+LATE_POINTS = 30
+"""How many of the newest type-mean points a late worker's figures may still update."""
 DEVICE_OPTIONS = 500
 """Most devices offered in the device box (typing any other id works too)."""
 
@@ -84,12 +88,18 @@ class TrendPanel:
         self._marks: deque[Alert] = deque(maxlen=500)
         self._new: deque[datetime] = deque(maxlen=200)
         self._dirty = True
-        self._second, self._sum, self._count = -1, 0.0, 0
+        self._means: dict[int, tuple[float, int]] = {}
+        """second → (weighted sum, readings) of the type mean's points."""
+        self._figures: deque[tuple[datetime, dict]] = deque(maxlen=SERIES_SIZE)
+        """The workers' recent type means, kept to rebuild the series for another pick."""
+        self._following: str | None = None
+        self._follow_task: asyncio.Task | None = None
         self._set_metrics()
         self.type_dd.observe(self._on_type, "value")
         self.metric_dd.observe(lambda _c: self.reselect(), "value")
         self.device_cb.observe(lambda _c: self.reselect(), "value")
-        session.batch_listeners.append(self._on_batch)
+        session.reading_listeners.append(self._on_readings)
+        session.figure_listeners.append(self._on_figures)
         session.alert_listeners.append(self._on_alerts)
 
     # -- selection -------------------------------------------------------------------------
@@ -129,23 +139,35 @@ class TrendPanel:
         )
 
     def reselect(self) -> None:
-        """Rebuild the series from the buffered readings for the new selection."""
+        """Rebuild the series for the new selection (follow the picked device's readings)."""
         metric = self.metric_dd.value
         if metric is None:
             return
         self._label_axis()
         self._x.clear()
         self._y.clear()
-        self._second, self._sum, self._count = -1, 0.0, 0
+        self._means.clear()
         self._marks.clear()
-        picked = [r for r in self.session.recent.snapshot() if self._matches(r)]
-        if self.device is None:
-            self._add_means(picked)
-        else:
+        if self.device != self._following:
+            self._following = self.device
+            self._follow(self.device)
+        elif self.device is not None:
+            picked = [r for r in self.session.device_readings if self._matches(r)]
             self._x.extend(r.ts for r in picked)
             self._y.extend(getattr(r, metric) for r in picked)
+        if self.device is None:
+            for ts, recent in self._figures:
+                self._add_mean(ts, recent)
         self._marks.extend(a for a in self.session.alerts.by_id.values() if self._marks_alert(a))
         self._dirty = True
+
+    def _follow(self, device: str | None) -> None:
+        """Have the session read ``device``'s readings (on the kernel's loop, when it runs)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a script building the panel): nothing streams in anyway
+        self._follow_task = loop.create_task(self.session.follow(device))
 
     def follow_fleet(self, latest: dict[str, Reading]) -> None:
         """Offer the selected type's devices in the device box; for a binary metric, say how
@@ -166,33 +188,49 @@ class TrendPanel:
         )
 
     # -- feeding ---------------------------------------------------------------------------
-    def _add_means(self, readings: list[Reading]) -> None:
-        """One point per second of data: the type's mean over that second's readings."""
-        metric = self.metric_dd.value
-        for r in readings:
-            second = int(r.ts.timestamp())
-            value = getattr(r, metric)
-            if second == self._second:
-                self._sum += value
-                self._count += 1
-                self._y[-1] = self._sum / self._count
-            elif second > self._second:
-                self._second, self._sum, self._count = second, value, 1
-                self._x.append(datetime.fromtimestamp(second + 0.5, r.ts.tzinfo))
-                self._y.append(value)
-            self._new.append(r.ts)
+    def _add_mean(self, ts: datetime, recent: dict) -> bool:
+        """Fold one worker's mean of the picked type and metric into that second's point."""
+        part = recent.get(self.type_dd.value)
+        if part is None or self.metric_dd.value not in part["means"]:
+            return False
+        second = int(ts.timestamp())
+        n = int(part["readings"])
+        weighted, count = self._means.get(second, (0.0, 0))
+        weighted, count = weighted + part["means"][self.metric_dd.value] * n, count + n
+        self._means[second] = (weighted, count)
+        at = datetime.fromtimestamp(second + 0.5, ts.tzinfo)
+        if not self._x or at > self._x[-1]:
+            self._x.append(at)
+            self._y.append(weighted / count)
+            return True
+        # Workers' figures arrive a little out of order: update that second's point in place.
+        for back in range(1, min(LATE_POINTS, len(self._x)) + 1):
+            if self._x[-back] == at:
+                self._y[-back] = weighted / count
+                return True
+            if self._x[-back] < at:
+                break
+        return False
 
-    def _on_batch(self, batch: ReadingBatch) -> None:
-        picked = [r for r in batch.readings if self._matches(r)]
-        if not picked:
+    def _on_figures(self, figures: dict) -> None:
+        recent = figures.get("recent") or {}
+        for device_type, part in recent.items():
+            ts = datetime.fromisoformat(part["ts"])
+            self._figures.append((ts, {device_type: part}))
+            if self.device is None and self._add_mean(ts, {device_type: part}):
+                self._new.append(ts)
+                self._dirty = True
+        while len(self._means) > SERIES_SIZE:
+            self._means.pop(next(iter(self._means)))
+
+    def _on_readings(self, readings: list[Reading]) -> None:
+        picked = [r for r in readings if self._matches(r)]
+        if not picked or self.device is None:
             return
-        if self.device is None:
-            self._add_means(picked)
-        else:
-            metric = self.metric_dd.value
-            self._x.extend(r.ts for r in picked)
-            self._y.extend(getattr(r, metric) for r in picked)
-            self._new.extend(r.ts for r in picked)
+        metric = self.metric_dd.value
+        self._x.extend(r.ts for r in picked)
+        self._y.extend(getattr(r, metric) for r in picked)
+        self._new.extend(r.ts for r in picked)
         self._dirty = True
 
     def _marks_alert(self, a: Alert) -> bool:

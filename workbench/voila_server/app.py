@@ -20,10 +20,11 @@ from voila.app import Voila
 from voila.request_info_handler import RequestInfoSocketHandler
 
 from workbench.config import Settings
+from workbench.security.kernel_grants import Grant
 from workbench.security.redact import redact, redact_handlers
 from workbench.security.tls import server_context
 from workbench.security.tokens import TokenStore
-from workbench.store.db import open_database
+from workbench.store.db import NotFound, open_database
 from workbench.voila_server.authorizer import KernelOwnerAuthorizer
 from workbench.voila_server.handlers import ROUTES
 from workbench.voila_server.kernels import KernelOwners, owning
@@ -98,9 +99,17 @@ class WorkbenchVoila(Voila):
         )
         self.tokens = TokenStore(open_database(Settings.from_env().database))
 
+    def _grant_for(self, token_id: str) -> Grant:
+        """The role and audit name a token's pages act under (a viewer's, if it is unknown)."""
+        try:
+            record = self.tokens.get(token_id)
+        except NotFound:
+            return Grant("viewer", f"unknown token {token_id}")
+        return Grant(record["role"], f"{record['name']} ({record['role']}, token {token_id})")
+
     def init_settings(self) -> dict:
         settings = super().init_settings()
-        owning(self.kernel_manager, self.kernel_owners)
+        owning(self.kernel_manager, self.kernel_owners, self._grant_for)
         settings["workbench_kernel_owners"] = self.kernel_owners
         settings["log_function"] = log_request
         return settings

@@ -8,10 +8,14 @@ down, so a link opened without JavaScript, or a page gone without saying so, fre
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from workbench.security.kernel_grants import Grant, remove_grant, write_grant
 
 VIEWER: contextvars.ContextVar[str | None] = contextvars.ContextVar("viewer", default=None)
 """The token id of the page load being served, set by the page handler around its render."""
@@ -126,26 +130,36 @@ class OwnedKernelManager:
     """
 
     owners: KernelOwners
+    grant_for: Callable[[str], Grant]
+    """The grant a token id's pages act under (its role, its name in the audit log)."""
+
+    def _bind(self, kernel_id: str, owner: str) -> None:
+        self.owners.bind(kernel_id, owner)
+        connection_file = self.get_kernel(kernel_id).connection_file  # type: ignore[attr-defined]
+        write_grant(connection_file, self.grant_for(owner))
 
     async def get_rendered_notebook(self, *args: Any, **kwargs: Any) -> Any:
         render_task, rendered, kernel_id = await super().get_rendered_notebook(*args, **kwargs)
-        self.owners.bind(kernel_id, VIEWER.get() or "")
+        self._bind(kernel_id, VIEWER.get() or "")
         return render_task, rendered, kernel_id
 
     async def start_kernel(self, *args: Any, **kwargs: Any) -> str:
         kernel_id = await super().start_kernel(*args, **kwargs)
         viewer = VIEWER.get()
         if viewer is not None:
-            self.owners.bind(kernel_id, viewer)
+            self._bind(kernel_id, viewer)
         return kernel_id
 
     async def shutdown_kernel(self, kernel_id: str, *args: Any, **kwargs: Any) -> Any:
         self.owners.forget(kernel_id)
+        with contextlib.suppress(KeyError):
+            remove_grant(self.get_kernel(kernel_id).connection_file)  # type: ignore[attr-defined]
         return await super().shutdown_kernel(kernel_id, *args, **kwargs)
 
 
-def owning(manager: Any, owners: KernelOwners) -> None:
-    """Make Voilà's kernel manager ``manager`` record owners in ``owners``, in place.
+def owning(manager: Any, owners: KernelOwners, grant_for: Callable[[str], Grant]) -> None:
+    """Make Voilà's kernel manager ``manager`` record owners in ``owners`` and hand each kernel
+    its owner's grant (``grant_for(token id)``), in place.
 
     Voilà builds its kernel manager class in a factory, so the mixin is put in front of whatever
     class that made, on the instance.
@@ -153,3 +167,4 @@ def owning(manager: Any, owners: KernelOwners) -> None:
     base = type(manager)
     manager.__class__ = type(f"Owned{base.__name__}", (OwnedKernelManager, base), {})
     manager.owners = owners
+    manager.grant_for = grant_for
