@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -432,6 +433,19 @@ def cmd_bench_scale(args: argparse.Namespace) -> int:
     return 0 if figures["ok"] else 1
 
 
+def cmd_bench_viewers(args: argparse.Namespace) -> int:
+    """workbench bench viewers: what open dashboard pages cost; 1 when a target is missed."""
+    from workbench.bench.viewers import format_report, run_viewers_bench
+    from workbench.broker import local_broker_for
+
+    settings = _settings(args)
+    say = (lambda _m: None) if args.json else _progress
+    with local_broker_for(settings, progress=say):
+        figures = run_viewers_bench(settings, args.viewers, args.rate, args.seconds, say)
+    print(json.dumps(figures, indent=2) if args.json else format_report(figures))
+    return 0 if figures["ok"] else 1
+
+
 def cmd_eval_nab(args: argparse.Namespace) -> int:
     """workbench eval nab: the live detection stage over a NAB-format corpus, NAB-scored."""
     from workbench.evaluation.nab import main as nab_main
@@ -576,9 +590,10 @@ def build_parser() -> argparse.ArgumentParser:
     prefix = argparse.ArgumentParser(add_help=False)
     prefix.add_argument(
         "--topic-prefix",
-        default="",
+        default=os.environ.get("WORKBENCH_TOPIC_PREFIX", ""),
         metavar="P",
-        help="read and write P + the usual topic names (several workbenches on one cluster)",
+        help="read and write P + the usual topic names (several workbenches on one cluster; "
+        "env WORKBENCH_TOPIC_PREFIX)",
     )
     database_help = (
         "alert/token store: postgresql://… (env WORKBENCH_DATABASE_URL); "
@@ -838,6 +853,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--seconds", type=_positive(float, "number"), default=20.0, help="per latency run"
     )
     b.set_defaults(func=cmd_bench_scale)
+
+    b = bench.add_parser(
+        "viewers", parents=[common], help="open dashboard pages: kernel CPU, pipeline p99"
+    )
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("--viewers", type=_positive(int, "whole number"), default=10)
+    b.add_argument(
+        "--rate", type=_positive(float, "number"), default=10_000, help="readings/s offered"
+    )
+    b.add_argument(
+        "--seconds", type=_positive(float, "number"), default=30.0, help="measured, each way"
+    )
+    b.set_defaults(func=cmd_bench_viewers)
 
     b = bench.add_parser("fuzz", parents=[common], help="hostile records through the pipeline")
     b.add_argument("--json", action="store_true", help="print one JSON object")

@@ -30,6 +30,7 @@ from workbench.streams.follow import TopicFollower, decode_each
 from workbench.streams.records import Record
 from workbench.streams.topics import READING_PARTITIONS, ensure_topics
 from workbench.streams.worker import (
+    TOPIC_PREFIX_ENV,
     Worker,
     WorkerConfig,
     alert_line,
@@ -231,7 +232,9 @@ def run_live(
 
             voila_log = settings.data_dir / "voila.log"
             token = exits.enter_context(link_token(settings, "workbench up"))
-            dashboard = start_dashboard(settings, port=dashboard_port, log=voila_log, tls=tls)
+            dashboard = start_dashboard(  # on the usual topics, as `up`'s workers
+                settings, port=dashboard_port, log=voila_log, tls=tls, env={TOPIC_PREFIX_ENV: ""}
+            )
             link = dashboard_url("127.0.0.1", dashboard_port, token, tls=tls is not None)
             _say(f"dashboard: {link}  (log: {voila_log})")
         supervisor = Supervisor(

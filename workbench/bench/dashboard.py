@@ -1,31 +1,35 @@
 """``workbench bench dashboard``: how fresh the live dashboard is, and how responsive, under load.
 
-For each offered rate: the simulator publishes to the real broker, a fresh Voilà server serves
-the dashboard, headless Chromium opens it and follows one device. It records, for every point
-that reaches the trend chart, how old its reading was (produce → on screen), then moves the
-threshold slider and times the round trip to the kernel's pipeline and back to the page.
+For each offered rate, on fresh topics: the simulator publishes to the real broker, one detection
+worker handles it, a fresh Voilà server serves the dashboard, headless Chromium opens it with an
+analyst's token and follows one device. It records, for every point that reaches the trend chart,
+how old its reading was (produce → on screen), then moves the threshold slider, applies it to
+the workers, confirms, and times the round trip until the page shows the new settings in force.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
+import multiprocessing
 import re
-import signal
-import subprocess
-import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from workbench.bench import dashboard_page as dash
 from workbench.bench.browser import chromium
+from workbench.bench.scale import WorkerFigures, group_settled, simulator_process
 from workbench.config import Settings
 from workbench.ports import free_port
+from workbench.security.manage import create_token, revoke_token
 from workbench.simulator.fleet import Fleet
-from workbench.voila import link_token, start_dashboard, stop_dashboard
+from workbench.streams.worker import TOPIC_PREFIX_ENV, WorkerTopics
+from workbench.supervisor import Supervisor
+from workbench.voila import start_dashboard, stop_dashboard
 
 RESPONSIVE_MS = 200.0
 """Responsive: 95 % of slider round trips are faster than this."""
@@ -45,43 +49,52 @@ def _measure_rate(
     device = next(
         d.device_id for d in Fleet(devices, seed=1).devices if d.device_type == "thermostat"
     )
+    prefix = f"workbench.bench.{uuid.uuid4().hex[:8]}."
+    topics = WorkerTopics.prefixed(prefix)
+    group = f"bench-dashboard-{uuid.uuid4().hex[:6]}"
+    topics.ensure(settings, groups=(group,))
     port = free_port()
     log = settings.data_dir / "bench-voila.log"
-    links = contextlib.ExitStack()
-    token = links.enter_context(link_token(settings, "workbench bench dashboard"))
-    server = start_dashboard(settings, port=port, log=log)
-    # The devices run in their own process (librdkafka producer): their cost is not the page's.
-    sim = subprocess.Popen(
-        [
-            *[sys.executable, "-m", "workbench.cli", "simulate", "--client", "confluent"],
-            *["--devices", str(devices), "--rate", str(rate), "--seed", "1"],
-        ],
-        env={**os.environ, **settings.export_env()},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        with chromium() as context:
-            page = dash.open_dashboard(context, f"http://127.0.0.1:{port}/?token={token}")
-            dash.select_device(page, device)
-            time.sleep(2)  # let the consumer settle on its partitions
-            dash.watch_latency(page)
-            progress(f"{rate:,.0f} readings/s: following {device} for {seconds:.0f} s")
-            time.sleep(seconds)
-            latencies = dash.latencies_ms(page)
-            throughput = page.locator(".wb-stat", has_text="throughput").inner_text()
-            pipeline = page.locator(".wb-stat", has_text="latency").inner_text()
-            trips, lost = [], 0
-            for i in range(ROUND_TRIPS):
-                try:
-                    trips.append(dash.set_threshold(page, 0.11 + 0.01 * (i % 5)) * 1000)
-                except PlaywrightTimeout:  # the page did not show the change within 5 s
-                    lost += 1
-    finally:
-        sim.send_signal(signal.SIGINT)
-        sim.wait(60)
-        stop_dashboard(server)
-        links.close()
+    token, record = create_token(settings, "bench dashboard", "analyst", "workbench bench")
+    server = start_dashboard(settings, port=port, log=log, env={TOPIC_PREFIX_ENV: prefix})
+    figures = WorkerFigures(settings, topics.metrics)
+    spawn = multiprocessing.get_context("spawn")
+    sim = None
+    with tempfile.TemporaryDirectory(prefix="workbench-bench-dashboard-") as tmp:
+        supervisor = Supervisor(settings, group, Path(tmp), workers=1, topics_prefix=prefix)
+        try:
+            while not group_settled(figures.of([w.name for w in supervisor.workers]), 1):
+                supervisor.check()
+                time.sleep(0.2)
+            # The devices run in their own process (librdkafka producer): not the page's cost.
+            sim = spawn.Process(
+                target=simulator_process, args=(settings, topics.readings, rate, 600)
+            )
+            sim.start()
+            with chromium() as context:
+                page = dash.open_dashboard(context, f"http://127.0.0.1:{port}/?token={token}")
+                dash.select_device(page, device)
+                time.sleep(2)  # let the consumer settle on its partition
+                dash.watch_latency(page)
+                progress(f"{rate:,.0f} readings/s: following {device} for {seconds:.0f} s")
+                time.sleep(seconds)
+                latencies = dash.latencies_ms(page)
+                throughput = page.locator(".wb-stat", has_text="throughput").inner_text()
+                pipeline = page.locator(".wb-stat", has_text="latency").inner_text()
+                trips, lost = [], 0
+                for i in range(ROUND_TRIPS):
+                    try:
+                        trips.append(dash.set_threshold(page, 0.11 + 0.01 * (i % 5)) * 1000)
+                    except PlaywrightTimeout:  # the page did not show the change in time
+                        lost += 1
+        finally:
+            if sim is not None:
+                sim.terminate()
+                sim.join(30)
+            stop_dashboard(server)
+            supervisor.stop()
+            figures.close()
+            revoke_token(settings, record["token_id"], "workbench bench")
     kernel_rate = re.search(r"([\d,]+) msgs/s", throughput)
     processed = re.findall(r"(\d[\d,]*) ms", pipeline)
     return {

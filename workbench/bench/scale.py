@@ -57,7 +57,7 @@ def _fill(settings: Settings, topic: str, count: int, devices: int) -> None:
     producer.close()
 
 
-class _Figures:
+class WorkerFigures:
     """The workers' latest figures, followed on a thread of its own (its own event loop)."""
 
     def __init__(self, settings: Settings, topic: str) -> None:
@@ -88,7 +88,8 @@ class _Figures:
         self._thread.join(10)
 
 
-def _settled(figures: list[dict[str, Any]], workers: int) -> bool:
+def group_settled(figures: list[dict[str, Any]], workers: int) -> bool:
+    """True once ``workers`` workers publish figures and share every partition."""
     owned = [p for f in figures for p in f["partitions"]]
     return (
         len(figures) == workers
@@ -102,14 +103,14 @@ def _throughput(
 ) -> dict[str, Any]:
     topics = WorkerTopics.prefixed(prefix)
     group = f"bench-scale-{uuid.uuid4().hex[:6]}"
-    figures = _Figures(settings, topics.metrics)
+    figures = WorkerFigures(settings, topics.metrics)
     supervisor = Supervisor(
         settings, group, log_dir, workers=workers, start="earliest", topics_prefix=prefix
     )
     names = [w.name for w in supervisor.workers]
     try:
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
-        while not _settled(figures.of(names), workers):
+        while not group_settled(figures.of(names), workers):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{workers} workers did not share the partitions in time")
             supervisor.check()
@@ -136,7 +137,7 @@ def _throughput(
     }
 
 
-def _simulate(settings: Settings, topic: str, rate: float, seconds: float) -> None:
+def simulator_process(settings: Settings, topic: str, rate: float, seconds: float) -> None:
     """Entry point of the simulator's process."""
     from workbench.simulator.run import run_simulator
 
@@ -158,19 +159,21 @@ def _latency(
     topics = WorkerTopics.prefixed(prefix)
     topics.ensure(settings)
     group = f"bench-latency-{uuid.uuid4().hex[:6]}"
-    figures = _Figures(settings, topics.metrics)
+    figures = WorkerFigures(settings, topics.metrics)
     supervisor = Supervisor(settings, group, log_dir, workers=workers, topics_prefix=prefix)
     names = [w.name for w in supervisor.workers]
     spawn = multiprocessing.get_context("spawn")
     try:
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
-        while not _settled(figures.of(names), workers):
+        while not group_settled(figures.of(names), workers):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{workers} workers did not share the partitions in time")
             supervisor.check()
             time.sleep(0.2)
         before = sum(f["pipeline"]["total"] for f in figures.of(names))
-        sim = spawn.Process(target=_simulate, args=(settings, topics.readings, rate, seconds))
+        sim = spawn.Process(
+            target=simulator_process, args=(settings, topics.readings, rate, seconds)
+        )
         sim.start()
         sim.join(seconds + 120)
         time.sleep(2)  # the last readings reach the figures

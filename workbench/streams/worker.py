@@ -46,6 +46,7 @@ from workbench.streams.source import from_kafka_readings
 from workbench.streams.topics import READING_PARTITIONS, TOPIC_CONFIGS, ensure_topics
 
 WORKER_GROUP = "workbench-workers"
+TOPIC_PREFIX_ENV = "WORKBENCH_TOPIC_PREFIX"
 CHECKPOINT_S = 5.0
 """How often a worker checkpoints its state and commits its offsets (Quix Streams' default): a
 killed worker's successor repeats at most this much of its work."""
@@ -82,6 +83,11 @@ class WorkerTopics:
     def prefixed(cls, prefix: str) -> WorkerTopics:
         """Every topic named ``prefix`` + its usual name."""
         return cls(**{f: prefix + getattr(cls, f) for f in cls.__dataclass_fields__})
+
+    @classmethod
+    def from_env(cls) -> WorkerTopics:
+        """The topics named by ``WORKBENCH_TOPIC_PREFIX`` (default: none, the usual names)."""
+        return cls.prefixed(os.environ.get(TOPIC_PREFIX_ENV, ""))
 
     def changelog_of(self, group: str) -> str:
         """The changelog of one consumer group's detector state: each group's workers keep

@@ -21,6 +21,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from workbench.config import Settings
+from workbench.streams.worker import WorkerTopics
 from workbench.ui.alerts_view import HISTORY_ROWS, AlertFeedPanel, AlertHistoryPanel
 from workbench.ui.controls import ControlsPanel
 from workbench.ui.counters import CountersPanel
@@ -88,7 +89,8 @@ class Dashboard:
     @classmethod
     def from_env(cls, **session_options: Any) -> Dashboard:
         """A dashboard on the cluster and topics the environment configures."""
-        return cls(LiveSession(Settings.from_env(), **session_options))
+        options = {"topics": WorkerTopics.from_env(), **session_options}
+        return cls(LiveSession(Settings.from_env(), **options))
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
