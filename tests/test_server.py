@@ -29,6 +29,7 @@ from tests.kafka_helpers import env_reading
 from tests.postgres_helpers import throwaway_postgres
 from tests.server_helpers import Api, start_api, ws_connect, ws_status
 from tests.test_store import make_alert
+from tests.waiting import eventually
 from tests.worker_helpers import Namespace
 from workbench.broker import LocalBroker
 from workbench.config import Settings
@@ -153,7 +154,12 @@ def test_alerts_reach_sockets_store_and_rest(api: Api, tmp_path: Path) -> None:
             api.server.ws_url + "/?type=smart_meter", api.tokens["viewer"]
         )
         metrics_ws = await ws_connect(api.server.ws_url + "/metrics", api.tokens["viewer"])
-        await asyncio.get_running_loop().run_in_executor(None, _simulate, api)
+        loop = asyncio.get_running_loop()
+        joined = await loop.run_in_executor(  # a worker process takes a while to start
+            None, eventually, lambda: workers.owned().get("api-worker"), 120
+        )
+        assert joined, workers.figures()
+        await loop.run_in_executor(None, _simulate, api)
         got: dict[str, list[dict]] = {"alerts": [], "readings": [], "metrics": []}
         deadline = time.monotonic() + 60
         for ws, kind in ((alerts_ws, "alerts"), (readings_ws, "readings"), (metrics_ws, "metrics")):

@@ -22,7 +22,7 @@ import numpy as np
 
 from workbench.bench import dashboard_page as dash
 from workbench.bench.browser import chromium
-from workbench.bench.scale import WorkerFigures, group_settled, simulator_process
+from workbench.bench.scale import WorkerFigures, simulator_process, wait_settled
 from workbench.config import Settings
 from workbench.ports import free_port
 from workbench.security.manage import create_token, revoke_token
@@ -63,9 +63,7 @@ def _measure_rate(
     with tempfile.TemporaryDirectory(prefix="workbench-bench-dashboard-") as tmp:
         supervisor = Supervisor(settings, group, Path(tmp), workers=1, topics_prefix=prefix)
         try:
-            while not group_settled(figures.of([w.name for w in supervisor.workers]), 1):
-                supervisor.check()
-                time.sleep(0.2)
+            wait_settled(supervisor, figures)
             # The devices run in their own process (librdkafka producer): not the page's cost.
             sim = spawn.Process(
                 target=simulator_process, args=(settings, topics.readings, rate, 600)

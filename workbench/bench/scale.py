@@ -98,6 +98,18 @@ def group_settled(figures: list[dict[str, Any]], workers: int) -> bool:
     )
 
 
+def wait_settled(supervisor: Supervisor, figures: WorkerFigures) -> list[str]:
+    """Keep the supervisor's workers alive until they share every partition; their names."""
+    names = [w.name for w in supervisor.workers]
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while not group_settled(figures.of(names), len(names)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(names)} workers did not share the partitions in time")
+        supervisor.check()
+        time.sleep(0.2)
+    return names
+
+
 def _throughput(
     settings: Settings, prefix: str, workers: int, count: int, log_dir: Path
 ) -> dict[str, Any]:
@@ -107,14 +119,8 @@ def _throughput(
     supervisor = Supervisor(
         settings, group, log_dir, workers=workers, start="earliest", topics_prefix=prefix
     )
-    names = [w.name for w in supervisor.workers]
     try:
-        deadline = time.monotonic() + SETTLE_TIMEOUT_S
-        while not group_settled(figures.of(names), workers):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{workers} workers did not share the partitions in time")
-            supervisor.check()
-            time.sleep(0.2)
+        names = wait_settled(supervisor, figures)
         began, done_from = time.monotonic(), sum(f["pipeline"]["total"] for f in figures.of(names))
         cpu = supervisor.cpu_shares()  # from here on
         total = done_from
@@ -161,15 +167,9 @@ def _latency(
     group = f"bench-latency-{uuid.uuid4().hex[:6]}"
     figures = WorkerFigures(settings, topics.metrics)
     supervisor = Supervisor(settings, group, log_dir, workers=workers, topics_prefix=prefix)
-    names = [w.name for w in supervisor.workers]
     spawn = multiprocessing.get_context("spawn")
     try:
-        deadline = time.monotonic() + SETTLE_TIMEOUT_S
-        while not group_settled(figures.of(names), workers):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{workers} workers did not share the partitions in time")
-            supervisor.check()
-            time.sleep(0.2)
+        names = wait_settled(supervisor, figures)
         before = sum(f["pipeline"]["total"] for f in figures.of(names))
         sim = spawn.Process(
             target=simulator_process, args=(settings, topics.readings, rate, seconds)

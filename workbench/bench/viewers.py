@@ -28,7 +28,7 @@ import psutil
 
 from workbench.bench import dashboard_page as dash
 from workbench.bench.browser import chromium
-from workbench.bench.scale import WorkerFigures, group_settled, simulator_process
+from workbench.bench.scale import WorkerFigures, simulator_process, wait_settled
 from workbench.config import Settings
 from workbench.ports import free_port
 from workbench.security.manage import create_token
@@ -81,7 +81,6 @@ def run_viewers_bench(
     figures = WorkerFigures(settings, topics.metrics)
     with tempfile.TemporaryDirectory(prefix="workbench-bench-viewers-") as tmp:
         supervisor = Supervisor(settings, group, Path(tmp), workers=1, topics_prefix=prefix)
-        names = [w.name for w in supervisor.workers]
         token, _ = create_token(settings, "bench viewers", "viewer", "workbench bench viewers")
         port = free_port()
         env = {
@@ -92,9 +91,7 @@ def run_viewers_bench(
         voila = start_dashboard(settings, port=port, log=Path(tmp) / "voila.log", env=env)
         sim = None
         try:
-            while not group_settled(figures.of(names), 1):
-                supervisor.check()
-                time.sleep(0.2)
+            names = wait_settled(supervisor, figures)
             sim = spawn.Process(
                 target=simulator_process, args=(settings, topics.readings, rate, 3 * seconds + 300)
             )

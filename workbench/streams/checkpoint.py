@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -131,7 +132,7 @@ class Checkpointer:
         """Partitions this worker holds state for."""
         self.restored = 0
         """Devices restored from the changelog, in all."""
-        self.events: list[str] = []
+        self.events: deque[str] = deque(maxlen=20)
         """What happened to this worker's partitions, latest last (shown in its status)."""
         self._dirty: set[str] = set()
         stage.observers.append(self.observe)

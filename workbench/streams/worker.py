@@ -240,7 +240,7 @@ class Worker:
             f"{cp.restored:,} restored from the changelog · settings v{self.settings_version}",
             "alerts: " + self._alert_line(),
         ]
-        return lines + [f"  {e}" for e in cp.events[-2:]]
+        return lines + [f"  {e}" for e in list(cp.events)[-2:]]
 
     def _alert_line(self) -> str:
         manager = self.stage.manager
