@@ -199,8 +199,15 @@ class LiveSession:
             self.applied_at = datetime.now(UTC)
 
     # -- the followed device ---------------------------------------------------------------
+    @property
+    def following(self) -> bool:
+        """True while the picked device's readings are being read (its state has arrived)."""
+        return self._device_follower is not None
+
     async def follow(self, device_id: str | None) -> None:
-        """Follow ``device_id``'s readings (its last ``DEVICE_LOOKBACK`` first), or none."""
+        """Follow ``device_id``'s readings (its last ``DEVICE_LOOKBACK`` first), or none. A
+        device whose state has not arrived yet (its partition unknown) is picked but not read:
+        call again once it has."""
         if self._device_follower is not None:
             await self._device_follower.stop()
             self._device_follower = None

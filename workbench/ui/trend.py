@@ -172,6 +172,9 @@ class TrendPanel:
     def follow_fleet(self, latest: dict[str, Reading]) -> None:
         """Offer the selected type's devices in the device box; for a binary metric, say how
         many of them are at 1 in ``latest`` (each device's newest reading)."""
+        device = self.device
+        if device is not None and not self.session.following and device in self.session.statuses:
+            self._follow(device)  # picked before its state (and so its partition) arrived
         mine = [r for r in latest.values() if r.device_type == self.type_dd.value]
         ids = sorted(r.device_id for r in mine)[:DEVICE_OPTIONS]
         if list(self.device_cb.options) != ids:
