@@ -32,7 +32,7 @@ from workbench.config import Settings
 from workbench.streams.clients import make_producer
 from workbench.streams.follow import TopicFollower, decode_each
 from workbench.streams.records import Record
-from workbench.streams.topics import READING_PARTITIONS
+from workbench.streams.topics import READING_PARTITIONS, ensure_topics
 from workbench.streams.worker import WorkerTopics, decode_figures
 from workbench.supervisor import Supervisor
 
@@ -144,8 +144,10 @@ def _throughput(
 
 
 def simulator_process(settings: Settings, topic: str, rate: float, seconds: float) -> None:
-    """Entry point of the simulator's process."""
+    """Entry point of the simulator's process (it publishes ground truth beside the readings)."""
     from workbench.simulator.run import run_simulator
+
+    ensure_topics(settings, {f"{topic}.truth": 1})
 
     run_simulator(
         settings.with_(backend="confluent"),
