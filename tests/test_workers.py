@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ from workbench.simulator.anomalies import Truth
 from workbench.streams.clients import make_producer
 from workbench.streams.records import read_partitions
 from workbench.streams.settings_topic import decode_version
+from workbench.streams.worker import WorkerTopics
 
 DEVICES = 60
 RATE = 600.0
@@ -82,7 +84,11 @@ def test_workers_share_partitions_and_a_killed_ones_resume_warm(ns: Namespace) -
     with ns.worker("A") as a, ns.worker("B") as b:
         # Two workers of one group split the six partitions between them, each its own.
         assert eventually(
-            lambda: set(ns.owned()) == {"A", "B"} and _all_partitions(ns.owned()) == list(range(6)),
+            lambda: (
+                set(owned := ns.owned()) == {"A", "B"}
+                and all(owned.values())  # B joined, and the group rebalanced
+                and _all_partitions(owned) == list(range(6))
+            ),
             60,
         ), f"{ns.owned()}\n{a.output[-2000:]}\n{b.output[-2000:]}"
         shares = ns.owned()
@@ -189,3 +195,25 @@ def test_a_settings_change_reaches_every_worker_with_its_audit_record(ns: Namesp
     assert total == 1
     assert records[0]["target"] == "settings v1"
     assert records[0]["new"] == v.new
+
+
+def test_workers_starting_together_both_create_their_groups_changelog(kafka: Settings) -> None:
+    """Two workers of a new group start at once: each makes the topics it needs, and the one
+    that loses the race to create the changelog goes on (it once died of TopicAlreadyExists)."""
+    topics = WorkerTopics.prefixed(f"t.{uuid.uuid4().hex[:8]}.")
+    errors: list[BaseException] = []
+
+    def ensure() -> None:
+        try:
+            topics.ensure(kafka, groups=("g",))
+        except BaseException as exc:
+            errors.append(exc)
+
+    racers = [threading.Thread(target=ensure) for _ in range(4)]
+    for t in racers:
+        t.start()
+    for t in racers:
+        t.join(120)
+    assert errors == []
+    changelog = read_partitions(kafka, topics.changelog_of("g"))
+    assert changelog == []  # it exists (a missing topic raises), empty

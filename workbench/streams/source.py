@@ -296,7 +296,12 @@ class from_kafka_readings(Source):
         a partition resumed from state holds the watermark at that state's data time until its
         backlog is read (or its devices would look silent meanwhile)."""
         assert self.owner is not None
-        resume = self.owner.assigned(partitions)
+        try:
+            resume = self.owner.assigned(partitions)
+        except Exception as exc:  # the partitions start cold, from their committed offsets
+            self.metrics.record_error(exc, status="consuming")
+            log.exception("restoring the state of partitions %s failed", partitions)
+            return {}
         for partition in resume:
             at = self.owner.data_time(partition)
             if at is not None and partition not in self._partition_latest:

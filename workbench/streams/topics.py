@@ -64,6 +64,7 @@ def ensure_topics(
     Raises kafka-python's ``KafkaTimeoutError`` when no broker answers within ``connect_timeout_s``.
     """
     from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
 
     wanted = DEFAULT_TOPICS if topics is None else topics
     configs = TOPIC_CONFIGS if configs is None else configs
@@ -86,9 +87,14 @@ def ensure_topics(
             for name, n in wanted.items()
             if name not in existing
         ]
-        if missing:
+        if not missing:
+            return []
+        try:
             admin.create_topics(missing, timeout_ms=15_000)
-            _wait_until_served(admin, [t.name for t in missing])
+        except TopicAlreadyExistsError:  # another process (a worker starting beside us) won
+            created = set(admin.list_topics())
+            missing = [t for t in missing if t.name in created]
+        _wait_until_served(admin, [t.name for t in missing])
         return [t.name for t in missing]
     finally:
         admin.close()
