@@ -42,14 +42,12 @@ from workbench.streams.settings_topic import (
 )
 from workbench.streams.source import from_kafka_readings
 from workbench.streams.validate import ReadingBatch, ReadingValidator
-from workbench.streams.worker import WorkerTopics, decode_figures
+from workbench.streams.worker import WorkerTopics, decode_figures, live_workers
 
 T = TypeVar("T")
 _encode = msgspec.json.Encoder().encode
 DEVICES_KEPT = 1_000_000
 """Devices whose last reading the server keeps for /api/devices (the least recent go first)."""
-WORKER_GONE_S = 10.0
-"""A worker that published no figures for this long is not listed."""
 
 
 class LiveFeeds:
@@ -169,9 +167,8 @@ class LiveFeeds:
 
     # -- what the API serves -----------------------------------------------------------------
     def live_workers(self) -> dict[str, dict[str, Any]]:
-        """The figures of the workers heard from in the last ``WORKER_GONE_S``."""
-        recent = time.time() - WORKER_GONE_S
-        return {w: f for w, f in self.workers.items() if f.get("at", 0) >= recent}
+        """The figures of the workers heard from lately (``worker.live_workers``)."""
+        return live_workers(self.workers)
 
     def metrics(self) -> dict[str, Any]:
         """Readings feed, workers, alert and client figures (/metrics channel, /api/metrics)."""

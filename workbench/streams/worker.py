@@ -65,6 +65,14 @@ def _plain(value: object) -> object:
 _encode = msgspec.json.Encoder(enc_hook=_plain).encode
 decode_figures = msgspec.json.Decoder(dict[str, Any]).decode
 """A worker's figures (what ``Worker.figures`` returns) from the metrics topic."""
+WORKER_GONE_S = 10.0
+"""A worker that published no figures for this long is no longer listed as running."""
+
+
+def live_workers(latest: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Of each worker's latest figures, those of the workers heard from in ``WORKER_GONE_S``."""
+    recent = time.time() - WORKER_GONE_S
+    return {w: f for w, f in latest.items() if f.get("at", 0) >= recent}
 
 
 @dataclass(frozen=True)

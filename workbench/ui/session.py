@@ -46,7 +46,7 @@ from workbench.streams.settings_topic import (
     defaults,
     newest,
 )
-from workbench.streams.worker import WorkerTopics, decode_figures
+from workbench.streams.worker import WorkerTopics, decode_figures, live_workers
 from workbench.ui.truth import TruthFeed
 
 DEVICE_READINGS = 20_000
@@ -55,7 +55,6 @@ DEVICE_LOOKBACK = timedelta(minutes=10)
 """How far back the followed device's readings are read when a viewer picks it."""
 PREVIEW_READINGS = 300_000
 """Most readings a preview replays (the latest of its window): bounds the kernel's memory."""
-WORKER_GONE_S = 10.0
 GRANT_TTL_S = 1.0
 
 
@@ -331,9 +330,8 @@ class LiveSession:
 
     # -- reading state ---------------------------------------------------------------------
     def live_workers(self) -> dict[str, dict[str, Any]]:
-        """The figures of the workers heard from in the last ``WORKER_GONE_S``."""
-        recent = time.time() - WORKER_GONE_S
-        return {w: f for w, f in self.workers.items() if f.get("at", 0) >= recent}
+        """The figures of the workers heard from lately (``worker.live_workers``)."""
+        return live_workers(self.workers)
 
     def counter_runs(self) -> dict[str, CounterRun]:
         """Each metered device's counters since first seen, from the devices' latest states."""
