@@ -120,26 +120,34 @@ class Detector(ParamsMixin):
         indexes = self.fleet.indexes
         return sum(len(indexes[t]) for t in self._tables if t in indexes)
 
-    def export_row(self, device_type: str, row: int, born: int) -> dict[str, np.ndarray] | None:
-        """A copy of this detector's state for the device at ``row`` (stamp ``born``), None when
-        it holds none for that device."""
+    def export_rows(
+        self, device_type: str, rows: np.ndarray, born: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """This detector's state of the devices at ``rows`` (stamps ``born``), one array per
+        field with a row per device, and which of them it holds state for."""
         table = getattr(self, "_tables", {}).get(device_type)
-        if table is None or row >= len(table.born) or table.born[row] != born:
-            return None
-        return {name: array[row].copy() for name, array in table.arrays.items()}
+        if table is None:
+            return {}, np.zeros(len(rows), dtype=bool)
+        inside = rows < len(table.born)
+        held = inside & (table.born[np.where(inside, rows, 0)] == born)
+        return {name: array[rows[held]] for name, array in table.arrays.items()}, held
 
-    def import_row(self, device_type: str, row: int, state: dict[str, np.ndarray]) -> bool:
-        """Take ``state`` (from :meth:`export_row`) for the device now at ``row``; False, and
-        the device starts cold here, when it was kept with other shapes (window, metrics)."""
+    def import_rows(
+        self, device_type: str, rows: np.ndarray, state: dict[str, np.ndarray]
+    ) -> bool:
+        """Take ``state`` (arrays shaped as :meth:`export_rows` gives them) for the devices now
+        at ``rows``; False, and they start cold here, when it was kept with other shapes
+        (window, metrics)."""
         table = self._table(device_type)
-        table.sync(self.fleet.index(device_type), np.array([row]))
+        table.sync(self.fleet.index(device_type), rows)
         arrays = table.arrays
         if set(state) != set(arrays) or any(
-            state[n].shape != a.shape[1:] or state[n].dtype != a.dtype for n, a in arrays.items()
+            state[n].shape[1:] != a.shape[1:] or state[n].dtype != a.dtype
+            for n, a in arrays.items()
         ):
             return False
         for name, array in arrays.items():
-            array[row] = state[name]
+            array[rows] = state[name]
         return True
 
     # -- what each detector defines -------------------------------------------------------------

@@ -27,7 +27,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import msgspec
 import numpy as np
@@ -35,56 +35,126 @@ import numpy as np
 from workbench.models.ensemble import EnsembleDetector
 
 
-class _Array(msgspec.Struct, array_like=True):
-    dtype: str
-    shape: tuple[int, ...]
-    data: bytes
+Layout = list[tuple[str, str, str, tuple[int, ...]]]
+"""Where each state array lies in a device's bytes: (component, field, dtype, shape), in order."""
 
 
 class _DeviceState(msgspec.Struct, array_like=True):
     device_type: str
-    components: dict[str, dict[str, _Array]]
+    layout: msgspec.Raw
+    """The encoded :data:`Layout` (the same bytes for every device of a checkpoint)."""
+    data: bytes
 
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(_DeviceState).decode
+_decode_layout = msgspec.msgpack.Decoder(Layout).decode
+_layouts: dict[bytes, Layout] = {}
 
 
 def take(ensemble: EnsembleDetector, device_type: str, device_id: str) -> bytes | None:
     """The device's state in every component, encoded; None for a device never seen."""
+    return take_many(ensemble, device_type, [device_id])[0]
+
+
+def take_many(
+    ensemble: EnsembleDetector, device_type: str, device_ids: Sequence[str]
+) -> list[bytes | None]:
+    """:func:`take` for many devices of one type at once: each component's rows are copied
+    in one step, and devices held by the same components share one layout."""
+    out: list[bytes | None] = [None] * len(device_ids)
     index = ensemble.fleet.index(device_type)
-    row = index.row_of.get(device_id)
-    if row is None:
-        return None
-    born = int(index.born[row])
-    components = {}
+    get = index.row_of.get
+    rows = np.fromiter((get(d, -1) for d in device_ids), dtype=np.int64, count=len(device_ids))
+    known = np.flatnonzero(rows >= 0)
+    if not known.size:
+        return out
+    held_rows = rows[known]
+    born = index.born[held_rows]
+    parts = []
     for name, detector in ensemble.components.items():
-        arrays = detector.export_row(device_type, row, born)
-        if arrays is not None:
-            components[name] = {
-                k: _Array(a.dtype.str, a.shape, a.tobytes()) for k, a in arrays.items()
-            }
-    return _encode(_DeviceState(device_type, components))
+        arrays, held = detector.export_rows(device_type, held_rows, born)
+        if held.any():
+            parts.append((name, arrays, held, np.cumsum(held) - 1))
+    code = np.zeros(len(known), dtype=np.int64)
+    for bit, (_name, _arrays, held, _at) in enumerate(parts):
+        code |= held.astype(np.int64) << bit
+    for shared in np.unique(code).tolist():
+        sel = np.flatnonzero(code == shared)
+        layout: Layout = []
+        columns = []
+        for bit, (name, arrays, _held, at) in enumerate(parts):
+            if not shared >> bit & 1:
+                continue
+            for field, array in arrays.items():
+                block = array[at[sel]]
+                layout.append((name, field, array.dtype.str, array.shape[1:]))
+                width = block.nbytes // len(sel)
+                columns.append(np.ascontiguousarray(block).view(np.uint8).reshape(len(sel), width))
+        raw = msgspec.Raw(_encode(layout))
+        matrix = np.concatenate(columns, axis=1) if columns else np.zeros((len(sel), 0), np.uint8)
+        for device, data in zip(known[sel].tolist(), matrix, strict=True):
+            out[device] = _encode(_DeviceState(device_type, raw, data.tobytes()))
+    return out
 
 
 def put(ensemble: EnsembleDetector, device_id: str, blob: bytes) -> bool:
     """Restore a device from :func:`take`'s bytes; False if any component started it cold."""
-    state = _decode(blob)
-    index = ensemble.fleet.index(state.device_type)
-    index.forget([device_id])
-    row = int(index.rows([device_id])[0])
-    warm = True
-    for name, arrays in state.components.items():
-        detector = ensemble.components.get(name)
-        if detector is None:
-            warm = False
+    return put_many(ensemble, [(device_id, blob)]) == 1
+
+
+def put_many(ensemble: EnsembleDetector, states: Iterable[tuple[str, bytes]]) -> int:
+    """Restore devices from :func:`take_many`'s bytes, those sharing a layout in one step;
+    how many came back warm. A device starts cold in a component this ensemble lacks or keeps
+    with other shapes, and altogether when its bytes are not in this format."""
+    groups: dict[tuple[str, bytes], tuple[list[str], list[bytes]]] = {}
+    for device_id, blob in states:
+        try:
+            state = _decode(blob)
+        except (msgspec.DecodeError, msgspec.ValidationError):
             continue
-        values = {
-            k: np.frombuffer(a.data, dtype=np.dtype(a.dtype)).reshape(a.shape)
-            for k, a in arrays.items()
-        }
-        warm &= detector.import_row(state.device_type, row, values)
+        ids, data = groups.setdefault((state.device_type, bytes(state.layout)), ([], []))
+        ids.append(device_id)
+        data.append(state.data)
+    warm = 0
+    for (device_type, raw), (ids, data) in groups.items():
+        try:
+            layout = _layout(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue
+        width = sum(np.dtype(d).itemsize * int(np.prod(s, dtype=np.int64)) for _, _, d, s in layout)
+        fits = [len(d) == width for d in data]
+        ids = [i for i, ok in zip(ids, fits, strict=True) if ok]
+        if not ids:
+            continue
+        matrix = np.frombuffer(b"".join(d for d, ok in zip(data, fits, strict=True) if ok), np.uint8)
+        matrix = matrix.reshape(len(ids), width)
+        index = ensemble.fleet.index(device_type)
+        index.forget(ids)
+        rows = index.rows(ids)
+        arrays: dict[str, dict[str, np.ndarray]] = {}
+        offset = 0
+        for name, field, dtype, shape in layout:
+            kind = np.dtype(dtype)
+            size = kind.itemsize * int(np.prod(shape, dtype=np.int64))
+            block = np.ascontiguousarray(matrix[:, offset : offset + size])
+            arrays.setdefault(name, {})[field] = block.view(kind).reshape(len(ids), *shape)
+            offset += size
+        all_warm = True
+        for name, values in arrays.items():
+            detector = ensemble.components.get(name)
+            all_warm &= detector is not None and detector.import_rows(device_type, rows, values)
+        warm += len(ids) if all_warm else 0
     return warm
+
+
+def _layout(raw: bytes) -> Layout:
+    layout = _layouts.get(raw)
+    if layout is None:
+        if len(_layouts) > 256:  # layouts are few (one per set of components): never grows
+            _layouts.clear()
+        layout = _layouts[raw] = [(c, f, d, tuple(s)) for c, f, d, s in _decode_layout(raw)]
+    return layout
 
 
 def forget(ensemble: EnsembleDetector, devices: Iterable[tuple[str, str]]) -> None:

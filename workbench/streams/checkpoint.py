@@ -207,14 +207,18 @@ class Checkpointer:
     def _records(
         self, device_ids: list[str], incidents: dict[str, list[tuple[Alert, datetime | None]]]
     ) -> Iterable[tuple[bytes, bytes, None]]:
+        by_type: dict[str, list[str]] = {}
         for device_id in device_ids:
-            entry = self.ledger[device_id]
-            record = DeviceCheckpoint(
-                ledger=entry,
-                detector=snapshot.take(self.ensemble, entry.device_type, device_id),
-                incidents=incidents.get(device_id, []),
-            )
-            yield device_id.encode(), _encode(record), None
+            by_type.setdefault(self.ledger[device_id].device_type, []).append(device_id)
+        for device_type, ids in by_type.items():
+            states = snapshot.take_many(self.ensemble, device_type, ids)
+            for device_id, state in zip(ids, states, strict=True):
+                record = DeviceCheckpoint(
+                    ledger=self.ledger[device_id],
+                    detector=state,
+                    incidents=incidents.get(device_id, []),
+                )
+                yield device_id.encode(), _encode(record), None
 
     def _statuses(
         self, device_ids: list[str], incidents: dict[str, list[tuple[Alert, datetime | None]]]
@@ -268,16 +272,15 @@ class Checkpointer:
                 markers[record.partition] = _decode_marker(record.value)
             elif record.key is not None and record.value:
                 latest[record.key] = record.value
-        cold = 0
+        detectors = []
         for key, value in latest.items():
             device_id = key.decode()
             state = _decode_device(value)
-            if state.detector is not None and not snapshot.put(
-                self.ensemble, device_id, state.detector
-            ):
-                cold += 1
+            if state.detector is not None:
+                detectors.append((device_id, state.detector))
             self.stage.manager.adopt(state.incidents)
             self.ledger[device_id] = state.ledger
+        cold = len(detectors) - snapshot.put_many(self.ensemble, detectors)
         self.restored += len(latest)
         took = time.monotonic() - began
         note = f" ({cold:,} cold: other detector shapes)" if cold else ""
