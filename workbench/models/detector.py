@@ -132,9 +132,7 @@ class Detector(ParamsMixin):
         held = inside & (table.born[np.where(inside, rows, 0)] == born)
         return {name: array[rows[held]] for name, array in table.arrays.items()}, held
 
-    def import_rows(
-        self, device_type: str, rows: np.ndarray, state: dict[str, np.ndarray]
-    ) -> bool:
+    def import_rows(self, device_type: str, rows: np.ndarray, state: dict[str, np.ndarray]) -> bool:
         """Take ``state`` (arrays shaped as :meth:`export_rows` gives them) for the devices now
         at ``rows``; False, and they start cold here, when it was kept with other shapes
         (window, metrics)."""

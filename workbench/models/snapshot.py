@@ -34,7 +34,6 @@ import numpy as np
 
 from workbench.models.ensemble import EnsembleDetector
 
-
 Layout = list[tuple[str, str, str, tuple[int, ...]]]
 """Where each state array lies in a device's bytes: (component, field, dtype, shape), in order."""
 
@@ -127,8 +126,8 @@ def put_many(ensemble: EnsembleDetector, states: Iterable[tuple[str, bytes]]) ->
         ids = [i for i, ok in zip(ids, fits, strict=True) if ok]
         if not ids:
             continue
-        matrix = np.frombuffer(b"".join(d for d, ok in zip(data, fits, strict=True) if ok), np.uint8)
-        matrix = matrix.reshape(len(ids), width)
+        whole = b"".join(d for d, ok in zip(data, fits, strict=True) if ok)
+        matrix = np.frombuffer(whole, np.uint8).reshape(len(ids), width)
         index = ensemble.fleet.index(device_type)
         index.forget(ids)
         rows = index.rows(ids)
