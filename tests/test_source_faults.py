@@ -47,11 +47,11 @@ class LagFailsOnce:
     def commit(self, offsets: dict[int, int]) -> None:
         self.committed.update(offsets)
 
-    def lag(self) -> int | None:
+    def lag(self) -> dict[int, int] | None:
         self.lag_calls += 1
         if self.lag_calls == 1:
             raise TimeoutError("position unknown: the broker is restarting")
-        return 0
+        return {0: 0}
 
     def close(self) -> None:
         pass
@@ -123,8 +123,8 @@ class RebalancesAtStop(LagFailsOnce):
             raise RebalanceInProgressError("the consumer is undergoing a rebalance")
         super().commit(offsets)
 
-    def lag(self) -> int | None:
-        return 0
+    def lag(self) -> dict[int, int] | None:
+        return {0: 0}
 
 
 def test_a_stop_during_a_rebalance_still_commits_what_was_handled(
@@ -160,8 +160,8 @@ class RefusesTheLastBatchsCommitOnce(LagFailsOnce):
             raise RebalanceInProgressError("the consumer is undergoing a rebalance")
         super().commit(offsets)
 
-    def lag(self) -> int | None:
-        return 0
+    def lag(self) -> dict[int, int] | None:
+        return {0: 0}
 
 
 def test_a_commit_refused_during_a_rebalance_is_counted_but_the_source_is_still_consuming(

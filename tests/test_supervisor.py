@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import signal
 import time
 from pathlib import Path
 
+import msgspec
+
 from tests.waiting import eventually
 from tests.worker_helpers import Namespace
 from workbench.config import Settings
+from workbench.streams.records import Record
 from workbench.supervisor import AutoScaler, Supervisor
+from workbench.ui.overview import OverviewPanel
+from workbench.ui.session import LiveSession
 
 
 def test_the_autoscaler_adds_a_worker_only_while_lag_grows_and_all_are_busy() -> None:
@@ -70,6 +77,18 @@ def test_a_killed_worker_is_restarted_and_takes_partitions_again(
             90,
             every_s=1,
         ), (ns.owned(), events)
+
+        # The dashboard's overview shows the restart, the events and each partition's lag,
+        # from what the supervisor and the workers publish.
+        published = [supervisor.report(), *ns.figures().values()]
+        records = [Record(0, i, 0, None, msgspec.json.encode(f)) for i, f in enumerate(published)]
+        session = LiveSession(kafka, topics=ns.topics, truth_topic=None)
+        asyncio.run(session._on_figures(records))
+        overview = OverviewPanel(session)
+        text = re.sub(r"<[^>]+>", " ", overview.workers.value)
+        assert f"supervisor of {ns.group}: 2 of 2 workers running (fixed) · 1 restart" in text
+        assert f"{victim.name} exited with code -9" in text
+        assert re.search(rf"{victim.name}: partitions \d \(lag \d+ msgs\)", text), text
     finally:
         supervisor.stop()
     assert all(w.proc is None or w.proc.poll() == 0 for w in supervisor.workers)

@@ -93,6 +93,15 @@ def test_workers_share_partitions_and_a_killed_ones_resume_warm(ns: Namespace) -
         ), f"{ns.owned()}\n{a.output[-2000:]}\n{b.output[-2000:]}"
         shares = ns.owned()
         assert shares["A"] and shares["B"], shares
+        # Each reports how far behind it is on each of its own partitions, and on no other.
+        assert eventually(
+            lambda: all(
+                [p for p, _lag in ns.figures()[w]["pipeline"]["partition_lag"] or ()]
+                == ns.owned()[w]
+                for w in ("A", "B")
+            ),
+            30,
+        ), ns.figures()
 
         fleet = PacedFleet(ns.kafka, ns.topics.readings, seconds=45)
         fleet.start()
@@ -116,6 +125,10 @@ def test_workers_share_partitions_and_a_killed_ones_resume_warm(ns: Namespace) -
             )
 
         assert eventually(caught_up, 60), a.output[-3000:]
+        assert eventually(
+            lambda: ns.figures()["A"]["pipeline"]["partition_lag"] == [[p, 0] for p in range(6)],
+            30,
+        ), ns.figures()["A"]["pipeline"]
         code, _ = a.stop(signal.SIGTERM, 60)
         assert code == 0, a.output[-3000:]
 

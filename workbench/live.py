@@ -21,11 +21,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from workbench.alerts.model import Alert
 from workbench.alerts.publish import decode_alert
 from workbench.broker import local_broker_for
 from workbench.config import Settings
 from workbench.stopping import stop_signals
+from workbench.streams.clients import make_producer
 from workbench.streams.follow import TopicFollower, decode_each
 from workbench.streams.records import Record
 from workbench.streams.topics import READING_PARTITIONS, ensure_topics
@@ -34,7 +37,7 @@ from workbench.streams.worker import (
     Worker,
     WorkerConfig,
     alert_line,
-    decode_figures,
+    published_figures,
     run_worker,
 )
 from workbench.supervisor import AutoScaler, Supervisor
@@ -174,7 +177,7 @@ async def _supervise(
     figures: dict[str, dict[str, Any]] = {}
 
     async def take_figures(records: list[Record]) -> None:
-        for f in decode_each(records, decode_figures):
+        for f in published_figures(records)[0]:
             figures[str(f.get("worker"))] = f
 
     tally = AlertTally()
@@ -185,9 +188,13 @@ async def _supervise(
     for follower in followers:
         follower.start()
     display = StatusDisplay()
+    producer = make_producer(settings, client_id="workbench-supervisor")
+    key = f"supervisor:{supervisor.group}".encode()
     try:
         while not stop.is_set():
             supervisor.check(figures)
+            report = msgspec.json.encode(supervisor.report())
+            producer.send(supervisor.topics.metrics, report, key=key)
             display.update(
                 lambda: [
                     *([f"simulator: {simulator.line}"] if simulator else []),
@@ -197,6 +204,7 @@ async def _supervise(
             )
             await asyncio.sleep(REFRESH_S)
     finally:
+        producer.close()
         for follower in followers:
             await follower.stop()
 

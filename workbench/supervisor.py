@@ -27,7 +27,7 @@ import psutil
 
 from workbench.config import Settings
 from workbench.streams.metrics import MetricsSnapshot
-from workbench.streams.worker import WorkerTopics
+from workbench.streams.worker import WorkerTopics, partitions_line
 
 log = logging.getLogger(__name__)
 FIRST_BACKOFF_S = 1.0
@@ -35,6 +35,8 @@ MAX_BACKOFF_S = 30.0
 HEALTHY_AFTER_S = 60.0
 """A worker that has run this long starts its next back-off from the first step again."""
 STOP_GRACE_S = 30.0
+REPORTED_EVENTS = 10
+"""Latest events in each report (the dashboard lists them)."""
 
 
 def _die_with_parent() -> None:
@@ -243,11 +245,32 @@ class Supervisor:
             if f is None or w.proc is None:
                 lines.append(head + " · no figures yet")
                 continue
-            parts = ", ".join(map(str, f["partitions"])) or "none yet"
             snapshot = MetricsSnapshot(**f["pipeline"])
+            parts = partitions_line(f["partitions"], snapshot.partition_lag)
             lines.append(f"{head} · partitions {parts} · {f['devices']:,} devices")
             lines.append(f"  pipeline: {snapshot.line()}")
         return lines + [f"  {e}" for e in list(self.events)[-3:]]
+
+    def report(self) -> dict[str, Any]:
+        """What the dashboard shows of this supervisor (published beside the workers' figures):
+        its workers with their restarts, how it scales, and its latest events."""
+        scaler = self.autoscaler
+        return {
+            "kind": "supervisor",
+            "group": self.group,
+            "at": time.time(),
+            "scaling": None if scaler is None else {"min": scaler.minimum, "max": scaler.maximum},
+            "workers": [
+                {
+                    "name": w.name,
+                    "state": "running" if w.proc is not None else "restarting",
+                    "restarts": w.restarts,
+                }
+                for w in self.workers
+            ]
+            + [{"name": w.name, "state": "stopping", "restarts": w.restarts} for w in self.leaving],
+            "events": list(self.events)[-REPORTED_EVENTS:],
+        }
 
     def stop(self) -> None:
         """Stop every worker (SIGTERM: each checkpoints and commits), SIGKILL after a grace."""

@@ -30,10 +30,10 @@ from typing import Any
 from workbench.bench.ingest import raw_consume_rate
 from workbench.config import Settings
 from workbench.streams.clients import make_producer
-from workbench.streams.follow import TopicFollower, decode_each
+from workbench.streams.follow import TopicFollower
 from workbench.streams.records import Record
 from workbench.streams.topics import READING_PARTITIONS, ensure_topics
-from workbench.streams.worker import WorkerTopics, decode_figures
+from workbench.streams.worker import WorkerTopics, published_figures
 from workbench.supervisor import Supervisor
 
 SINGLE_TARGET = {"kafka-python": 100_000.0, "confluent": 250_000.0}
@@ -69,7 +69,7 @@ class WorkerFigures:
     def _run(self, settings: Settings, topic: str) -> None:
         async def follow() -> None:
             async def take(records: list[Record]) -> None:
-                for f in decode_each(records, decode_figures):
+                for f in published_figures(records)[0]:
                     self.latest[str(f["worker"])] = f
 
             follower = TopicFollower(settings, topic, take)

@@ -42,7 +42,7 @@ from workbench.streams.settings_topic import (
 )
 from workbench.streams.source import from_kafka_readings
 from workbench.streams.validate import ReadingBatch, ReadingValidator
-from workbench.streams.worker import WorkerTopics, decode_figures, live_workers
+from workbench.streams.worker import WorkerTopics, live_workers, published_figures
 
 T = TypeVar("T")
 _encode = msgspec.json.Encoder().encode
@@ -142,7 +142,7 @@ class LiveFeeds:
             self.hub.publish("alerts", alerts_message(alerts))
 
     async def _on_figures(self, records: list[Record]) -> None:
-        for figures in decode_each(records, decode_figures):
+        for figures in published_figures(records)[0]:
             self.workers[str(figures.get("worker"))] = figures
 
     async def _on_settings(self, records: list[Record]) -> None:

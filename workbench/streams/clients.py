@@ -57,7 +57,10 @@ class ConsumerBackend(Protocol):
 
     def poll(self, max_records: int, timeout_s: float) -> RecordBatch | None: ...
     def commit(self, offsets: dict[int, int]) -> None: ...
-    def lag(self) -> int | None: ...
+    def lag(self) -> dict[int, int] | None:
+        """Messages not yet read per assigned partition; None when unknown."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -279,14 +282,14 @@ class KafkaPythonConsumer:
             {self._tp(self._topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()}
         )
 
-    def lag(self) -> int | None:
-        total = 0
+    def lag(self) -> dict[int, int] | None:
+        behind = {}
         for tp in self._consumer.assignment():
             high = self._consumer.highwater(tp)
             if high is None:
                 return None
-            total += max(0, high - self._consumer.position(tp))
-        return total
+            behind[tp.partition] = max(0, high - self._consumer.position(tp))
+        return behind
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)
@@ -377,15 +380,15 @@ class ConfluentConsumer:
             offsets=[self._tp(self._topic, p, o) for p, o in offsets.items()], asynchronous=False
         )
 
-    def lag(self) -> int | None:
-        total = 0
+    def lag(self) -> dict[int, int] | None:
+        behind = {}
         for tp in self._consumer.assignment():
             _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
             position = self._positions.get(tp.partition)
             if high < 0 or position is None:
                 continue
-            total += max(0, high - position)
-        return total
+            behind[tp.partition] = max(0, high - position)
+        return behind
 
     def close(self) -> None:
         self._consumer.close()

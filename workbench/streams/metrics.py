@@ -29,6 +29,7 @@ class MetricsSnapshot:
     dead_lettered: int
     messages_per_s: float
     consumer_lag: int | None
+    """Messages not yet read, over the partitions held."""
     last_update: float | None
     """Unix time (s) of the last batch handled."""
     latency_ms_p50: float | None
@@ -37,6 +38,8 @@ class MetricsSnapshot:
     batches: int
     errors: int
     last_error: str | None
+    partition_lag: list[tuple[int, int]] | None = None
+    """(partition, messages not yet read) of each partition held, in partition order."""
 
     def as_dict(self) -> dict[str, object]:
         """Plain dict (for JSON, tables and widgets)."""
@@ -70,7 +73,8 @@ class PipelineMetrics:
         self.batches = 0
         self.errors = 0
         self.last_error: str | None = None
-        self.consumer_lag: int | None = None
+        self.partition_lag: dict[int, int] | None = None
+        """Messages not yet read per partition held (None: unknown)."""
         self.last_update: float | None = None
         self._window: deque[tuple[float, int]] = deque()
         self._latencies = np.full(LATENCY_SAMPLES, np.nan)
@@ -126,12 +130,14 @@ class PipelineMetrics:
         """The current figures, all of one instant."""
         with self._lock:
             latencies = self._latencies.copy()
+            lag = self.partition_lag
             figures = {
                 "status": self.status,
                 "total": self.total,
                 "dead_lettered": self.dead_lettered,
                 "messages_per_s": self._rate(time.time()),
-                "consumer_lag": self.consumer_lag,
+                "consumer_lag": None if lag is None else sum(lag.values()),
+                "partition_lag": None if lag is None else sorted(lag.items()),
                 "last_update": self.last_update,
                 "batches": self.batches,
                 "errors": self.errors,

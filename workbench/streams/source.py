@@ -189,10 +189,10 @@ class from_kafka_readings(Source):
         # it may raise, or the retry would poll again and skip them for good. Lag is only a
         # figure, and during a broker outage it is unknown.
         try:
-            self.metrics.consumer_lag = consumer.lag()
+            self.metrics.partition_lag = consumer.lag()
         except Exception as exc:
             log.debug("consumer lag unknown: %s", exc)
-            self.metrics.consumer_lag = None
+            self.metrics.partition_lag = None
         if raw is None:
             return None, None
         return raw, self.validator(raw)

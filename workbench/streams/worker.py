@@ -39,7 +39,7 @@ from workbench.models.ensemble import EnsembleDetector
 from workbench.streams.checkpoint import Checkpointer
 from workbench.streams.clients import make_producer
 from workbench.streams.detect import DetectionStage, live_detection_stage
-from workbench.streams.follow import TopicFollower
+from workbench.streams.follow import TopicFollower, decode_each
 from workbench.streams.records import Record
 from workbench.streams.settings_topic import SettingsVersion, apply_version, newest
 from workbench.streams.source import from_kafka_readings
@@ -63,16 +63,35 @@ def _plain(value: object) -> object:
 
 
 _encode = msgspec.json.Encoder(enc_hook=_plain).encode
-decode_figures = msgspec.json.Decoder(dict[str, Any]).decode
-"""A worker's figures (what ``Worker.figures`` returns) from the metrics topic."""
+_decode_figures = msgspec.json.Decoder(dict[str, Any]).decode
 WORKER_GONE_S = 10.0
 """A worker that published no figures for this long is no longer listed as running."""
+
+
+def published_figures(records: list[Record]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The metrics topic's records decoded: the workers' figures (what ``Worker.figures``
+    returns), and the supervisors' reports (``Supervisor.report``, ``kind`` "supervisor")."""
+    workers, supervisors = [], []
+    for figures in decode_each(records, _decode_figures):
+        (supervisors if figures.get("kind") == "supervisor" else workers).append(figures)
+    return workers, supervisors
 
 
 def live_workers(latest: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Of each worker's latest figures, those of the workers heard from in ``WORKER_GONE_S``."""
     recent = time.time() - WORKER_GONE_S
     return {w: f for w, f in latest.items() if f.get("at", 0) >= recent}
+
+
+def partitions_line(partitions: list[int], lag: list[tuple[int, int]] | None) -> str:
+    """A worker's partitions, each with how far behind it is: ``0 (lag 12 msgs), 1 (lag –)``."""
+    behind = dict(lag or ())
+    return (
+        ", ".join(
+            f"{p} (lag {behind[p]:,} msgs)" if p in behind else f"{p} (lag –)" for p in partitions
+        )
+        or "none yet"
+    )
 
 
 @dataclass(frozen=True)
@@ -214,6 +233,7 @@ class Worker:
         call it on the detection thread (once a second: 'recent' covers the time since)."""
         cp = self.checkpointer
         return {
+            "kind": "worker",
             "worker": self.config.worker_id,
             "group": self.config.group_id,
             "at": time.time(),
@@ -241,9 +261,10 @@ class Worker:
     def status_lines(self) -> list[str]:
         """The worker's state for a terminal."""
         cp = self.checkpointer
-        owned = ", ".join(map(str, sorted(cp.owned))) or "none yet"
+        snapshot = self.source.metrics.snapshot()
+        owned = partitions_line(sorted(cp.owned), snapshot.partition_lag)
         lines = [
-            "pipeline: " + self.source.metrics.snapshot().line(),
+            "pipeline: " + snapshot.line(),
             f"worker {self.config.worker_id}: partitions {owned} · {len(cp.ledger):,} devices · "
             f"{cp.restored:,} restored from the changelog · settings v{self.settings_version}",
             "alerts: " + self._alert_line(),

@@ -7,8 +7,12 @@ import time
 
 import ipywidgets as widgets
 
+from workbench.streams.worker import WORKER_GONE_S, partitions_line
 from workbench.ui.session import LiveSession
 from workbench.ui.style import card
+
+EVENTS_SHOWN = 5
+"""Latest supervisor events listed (starts, exits, restarts, scaling)."""
 
 
 def _ms(value: float | None) -> str:
@@ -63,10 +67,35 @@ class OverviewPanel:
             )
             + "</div>"
         )
-        self.workers.value = "".join(
+        self.workers.value = self._supervision() + "".join(
             f'<div class="wb-note">{html.escape(name)}: partitions '
-            f"{', '.join(map(str, f['partitions'])) or 'none'} · {f['devices']:,} devices · "
+            f"{partitions_line(f['partitions'], f['pipeline'].get('partition_lag'))} · "
+            f"{f['devices']:,} devices · "
             f"{f['pipeline']['messages_per_s']:,.0f} msgs/s · settings v{f['settings_version']}"
             "</div>"
             for name, f in sorted(workers.items())
         )
+
+    def _supervision(self) -> str:
+        """A line per supervised group (``workbench up``): its workers, restarts and scaling,
+        then its latest events."""
+        out = []
+        recent = time.time() - WORKER_GONE_S
+        for group, report in sorted(self.session.supervisors.items()):
+            if report.get("at", 0) < recent:
+                continue
+            workers = report["workers"]
+            running = sum(w["state"] == "running" for w in workers)
+            restarts = sum(w["restarts"] for w in workers)
+            scaling = report.get("scaling")
+            how = f"auto-scaling {scaling['min']}–{scaling['max']}" if scaling else "fixed"
+            out.append(
+                f'<div class="wb-note">supervisor of {html.escape(group)}: {running} of '
+                f"{len(workers)} workers running ({how}) · {restarts} "
+                f"restart{'' if restarts == 1 else 's'}</div>"
+            )
+            out += [
+                f'<div class="wb-note wb-event">{html.escape(e)}</div>'
+                for e in report["events"][-EVENTS_SHOWN:]
+            ]
+        return "".join(out)

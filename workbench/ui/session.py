@@ -46,7 +46,7 @@ from workbench.streams.settings_topic import (
     defaults,
     newest,
 )
-from workbench.streams.worker import WorkerTopics, decode_figures, live_workers
+from workbench.streams.worker import WorkerTopics, live_workers, published_figures
 from workbench.ui.truth import TruthFeed
 
 DEVICE_READINGS = 20_000
@@ -115,6 +115,9 @@ class LiveSession:
         self.alerts = AlertLog()
         self.workers: dict[str, dict[str, Any]] = {}
         """Each worker's latest figures."""
+        self.supervisors: dict[str, dict[str, Any]] = {}
+        """Each supervised group's latest report (``workbench up``: its workers, restarts and
+        scaling events)."""
         self.statuses: dict[str, DeviceStatus] = {}
         self.latest: dict[str, Reading] = {}
         """Each device's latest reading, as its worker last checkpointed it."""
@@ -186,10 +189,13 @@ class LiveSession:
                     continue  # a type of other profiles than this view's
 
     async def _on_figures(self, records: list[Record]) -> None:
-        for figures in decode_each(records, decode_figures):
+        workers, supervisors = published_figures(records)
+        for figures in workers:
             self.workers[str(figures.get("worker"))] = figures
             for listener in self.figure_listeners:
                 listener(figures)
+        for report in supervisors:
+            self.supervisors[str(report.get("group"))] = report
 
     async def _on_settings(self, records: list[Record]) -> None:
         before = self.version
