@@ -9,11 +9,15 @@ READY = ".wb-dash .wb-pipeline-threshold"
 
 _WATCH_PROBE = """() => {
   window.__wbLatency = [];
+  window.__wbView = [];
   const probe = document.querySelector('.wb-trend-probe');
   new MutationObserver(() => {
     const now = Date.now();
     try {
-      for (const ts of JSON.parse(probe.innerText || '[]')) window.__wbLatency.push(now - ts);
+      for (const [ts, heard] of JSON.parse(probe.innerText || '[]')) {
+        window.__wbLatency.push(now - ts);
+        window.__wbView.push(now - heard);
+      }
     } catch (e) {}
   }).observe(probe, {subtree: true, childList: true, characterData: true});
 }"""
@@ -109,7 +113,13 @@ def watch_latency(page: Any) -> None:
 
 
 def latencies_ms(page: Any) -> list[float]:
+    """How old each point's data was when it reached the screen (since ``watch_latency``)."""
     return page.evaluate("() => window.__wbLatency || []")
+
+
+def view_latencies_ms(page: Any) -> list[float]:
+    """The view's own part of it: from the page's kernel hearing of each point to the screen."""
+    return page.evaluate("() => window.__wbView || []")
 
 
 def overflowing(page: Any) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import time
 from collections import deque
 from datetime import datetime
 
@@ -76,7 +77,8 @@ class TrendPanel:
         self.state = widgets.HTML()
         """For a binary metric: how many of the type's devices are at 1 in their latest reading."""
         self.probe = widgets.HTML(layout=widgets.Layout(display="none"))
-        """Timestamps (ms) of the points each update added: lets a test time produce → screen."""
+        """[data time, when the kernel heard of it] (Unix ms) of each point an update added: lets
+        a benchmark time data → screen, and the view's own part, kernel → screen."""
         self.probe.add_class("wb-trend-probe")
         controls = widgets.HBox(
             [full_width(self.type_dd), full_width(self.metric_dd), full_width(self.device_cb)],
@@ -86,7 +88,7 @@ class TrendPanel:
         self._x: deque[datetime] = deque(maxlen=SERIES_SIZE)
         self._y: deque[float] = deque(maxlen=SERIES_SIZE)
         self._marks: deque[Alert] = deque(maxlen=500)
-        self._new: deque[datetime] = deque(maxlen=200)
+        self._new: deque[tuple[datetime, float]] = deque(maxlen=200)
         self._dirty = True
         self._means: dict[int, tuple[float, int]] = {}
         """second → (weighted sum, readings) of the type mean's points."""
@@ -221,7 +223,7 @@ class TrendPanel:
             ts = datetime.fromisoformat(part["ts"])
             self._figures.append((ts, {device_type: part}))
             if self.device is None and self._add_mean(ts, {device_type: part}):
-                self._new.append(ts)
+                self._new.append((ts, time.time()))
                 self._dirty = True
         while len(self._means) > SERIES_SIZE:
             self._means.pop(next(iter(self._means)))
@@ -233,7 +235,8 @@ class TrendPanel:
         metric = self.metric_dd.value
         self._x.extend(r.ts for r in picked)
         self._y.extend(getattr(r, metric) for r in picked)
-        self._new.extend(r.ts for r in picked)
+        heard = time.time()
+        self._new.extend((r.ts, heard) for r in picked)
         self._dirty = True
 
     def _marks_alert(self, a: Alert) -> bool:
@@ -276,5 +279,7 @@ class TrendPanel:
             f"{len(marks)} alert markers, newest {newest} UTC</span>"
         )
         if self._new:
-            self.probe.value = json.dumps([round(t.timestamp() * 1000) for t in self._new])
+            self.probe.value = json.dumps(
+                [[round(t.timestamp() * 1000), round(heard * 1000)] for t, heard in self._new]
+            )
             self._new.clear()
