@@ -30,7 +30,7 @@ from workbench.ui.buffers import minmax_downsample
 from workbench.ui.counters import CountersPanel, quantity
 from workbench.ui.dashboard import Dashboard
 from workbench.ui.export import reading_header, readings_csv
-from workbench.ui.fleet_views import device_status
+from workbench.ui.fleet_views import MAP_POINTS, MapPanel, device_status
 from workbench.ui.session import AlertLog, LiveSession
 from workbench.ui.trend import TrendPanel
 
@@ -366,3 +366,23 @@ def test_the_plant_dashboard_exports_its_own_columns_with_units(
     assert meter["device_id"] == "M-1" and meter["volume (m³)"] == "1000.0"
     assert meter["open (closed/open)"] == meter["speed (rpm)"] == ""
     assert len(rows) == 1 + 60  # the followed meter's hour
+
+
+def test_the_map_redraws_only_its_alert_layer_when_alerts_change() -> None:
+    panel = MapPanel(shipped().profiles)
+    readings = {r.device_id: r for r, _ in simulate(MAP_POINTS + 500, 1_000, 5_000, seed=4)}
+    sent: list[str] = []
+    panel.scatter.observe(lambda c: sent.append(f"base.{c['name']}"), ["x", "y", "names"])
+    panel.flagged.observe(lambda c: sent.append(f"flagged.{c['name']}"), ["x", "y", "color"])
+    panel.refresh(readings, [])
+    base = list(panel.scatter.names)
+    assert len(base) == MAP_POINTS  # a sample of the fleet, the same one every time
+    assert len(panel.flagged.x) == 0
+    sent.clear()
+    hot = sorted(readings)[:3]
+    panel.refresh(readings, [_alert(i, d, "high") for i, d in enumerate(hot)])
+    assert sent and all(s.startswith("flagged.") for s in sent), sent
+    assert list(panel.flagged.names) == hot and list(panel.flagged.color) == ["high"] * 3
+    assert list(panel.scatter.names) == base
+    assert f"{len(set(base) | set(hot)):,} of {len(readings):,} devices drawn" in panel.note.value
+    assert "3 high" in panel.note.value

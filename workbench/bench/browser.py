@@ -21,14 +21,26 @@ FLAGS = (
     "--disable-sync",
 )
 
+FOREGROUND_FLAGS = (
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+    "--disable-backgrounding-occluded-windows",
+)
+"""Every page behaves as the one in front: N pages of one browser then stand for N people each
+looking at their own screen (Chromium otherwise throttles the timers of pages behind, to once a
+minute, and a dashboard's heartbeat with them)."""
+
 
 class BrowserUnavailable(RuntimeError):
     """Playwright or Chromium is missing."""
 
 
 @contextlib.contextmanager
-def chromium(viewport: tuple[int, int] = (1400, 1000), **options: Any) -> Iterator[Any]:
-    """A persistent Playwright context on a fresh profile directory, removed afterwards."""
+def chromium(
+    viewport: tuple[int, int] = (1400, 1000), foreground: bool = False, **options: Any
+) -> Iterator[Any]:
+    """A persistent Playwright context on a fresh profile directory, removed afterwards;
+    ``foreground``: no page is throttled as a page behind (``FOREGROUND_FLAGS``)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
@@ -45,7 +57,7 @@ def chromium(viewport: tuple[int, int] = (1400, 1000), **options: Any) -> Iterat
             context = pw.chromium.launch_persistent_context(
                 profile,
                 executable_path=str(CHROMIUM),
-                args=list(FLAGS),
+                args=[*FLAGS, *(FOREGROUND_FLAGS if foreground else ())],
                 headless=True,
                 viewport={"width": viewport[0], "height": viewport[1]},
                 accept_downloads=True,

@@ -9,6 +9,7 @@ for whole blocks of readings at once (rounds × devices) with numpy, which keeps
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -42,8 +43,10 @@ SITES: tuple[Site, ...] = (
 SITE_SPREAD_KM = 6.0
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def nearest_site(lat: float, lon: float, within_km: float = 100.0) -> str:
-    """The name of the site a position belongs to, or 'elsewhere' beyond ``within_km``."""
+    """The name of the site a position belongs to, or 'elsewhere' beyond ``within_km``
+    (remembered: views ask it for every device at every refresh, and devices rarely move)."""
     best, best_km = "elsewhere", within_km
     for site in SITES:
         dx = (lon - site.lon) * math.cos(math.radians(site.lat))

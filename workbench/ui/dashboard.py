@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import math
 import os
 import sys
 import time
@@ -21,7 +22,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from workbench.config import Settings
-from workbench.streams.worker import WorkerTopics
+from workbench.streams.worker import CHECKPOINT_S, WorkerTopics
 from workbench.ui.alerts_view import HISTORY_ROWS, AlertFeedPanel, AlertHistoryPanel
 from workbench.ui.controls import ControlsPanel
 from workbench.ui.counters import CountersPanel
@@ -34,6 +35,8 @@ from workbench.ui.tuning import TuningPanel
 
 LIVE_TICK_S = 0.25
 HEARTBEAT_MS = 1_000
+FLEET_AT_LEAST_S = 10.0
+"""The fleet views are redrawn when what they show changed, and this often anyway."""
 WATCHDOG_S = float(os.environ.get("WORKBENCH_WATCHDOG_S", "30"))
 """Stop the session when the page's heartbeat has been silent this long (s)."""
 GIL_SWITCH_S = 0.001
@@ -82,6 +85,8 @@ class Dashboard:
         grid.add_class("wb-grid")
         self.widget = widgets.VBox([widgets.HTML(CSS), grid, self.heartbeat])
         self.widget.add_class("wb-dash")
+        self._drawn: dict[str, tuple[tuple[int, ...] | None, float]] = {}
+        """Panel → (the session changes it last showed, when it was drawn)."""
         self._use_heartbeat = heartbeat
         self._task: asyncio.Task | None = None
         self.stopped_reason: str | None = None
@@ -131,22 +136,44 @@ class Dashboard:
         self.refresh_live()
 
     # -- refreshing ------------------------------------------------------------------------
+    def _due(
+        self, panel: str, sources: tuple[str, ...], every_s: float, least_s: float = 0.0
+    ) -> bool:
+        """Whether ``panel`` is to be redrawn: what it shows (``sources``, session changes)
+        changed and ``least_s`` passed since its last drawing, or ``every_s`` passed anyway
+        (it shows times). Marks it drawn when due."""
+        seen = tuple(self.session.changes[s] for s in sources)
+        now = time.monotonic()
+        last_seen, last_at = self._drawn.get(panel, (None, -math.inf))
+        due = (seen != last_seen and now - last_at >= least_s) or now - last_at >= every_s
+        if due:
+            self._drawn[panel] = (seen, now)
+        return due
+
     def refresh_live(self) -> None:
-        self.overview.refresh()
-        self.trend.refresh()
-        self.feed.refresh()
+        """Redraw what changed (each panel also every few seconds: it shows ages and times)."""
+        if self._due("overview", ("figures",), every_s=1.0, least_s=0.5):
+            self.overview.refresh()
+        self.trend.refresh()  # when it has new points
+        if self._due("feed", ("alerts", "lifecycle"), every_s=5.0):
+            self.feed.refresh()
 
     async def refresh_fleet(self) -> None:
         s = self.session
-        latest, runs = dict(s.latest), s.counter_runs()
         shown = [a.alert_id for a in self.history.matching()[:HISTORY_ROWS]]
         await s.refresh_lifecycle(list(dict.fromkeys(self.feed.shown() + shown)))
-        self.distribution.refresh(latest)
-        self.map.refresh(latest, s.alerts.active())
-        self.counters.refresh(runs, latest)
-        self.history.refresh()
-        self.tuning.refresh()
-        self.trend.follow_fleet(latest)
+        latest = dict(s.latest)
+        if self._due("fleet", ("devices", "alerts"), every_s=FLEET_AT_LEAST_S):
+            self.distribution.refresh(latest)
+            self.map.refresh(latest, s.alerts.active())
+        # Counters advance with the devices' states, which workers publish every CHECKPOINT_S.
+        if self._due("counters", ("devices",), every_s=FLEET_AT_LEAST_S, least_s=CHECKPOINT_S):
+            self.counters.refresh(s.counter_runs(), latest)
+        self.trend.follow_fleet(s.latest)  # also follows the type picked meanwhile
+        if self._due("history", ("alerts", "lifecycle"), every_s=FLEET_AT_LEAST_S):
+            self.history.refresh()
+        if self._due("tuning", ("settings", "figures", "alerts"), every_s=FLEET_AT_LEAST_S):
+            self.tuning.refresh()
 
     def _kick_heartbeat(self) -> None:
         """Play only ticks after ``playing`` goes False → True while a page shows it, and the

@@ -3,7 +3,7 @@ in :mod:`workbench.ui.counters`)."""
 
 from __future__ import annotations
 
-import random
+import zlib
 from collections import Counter
 
 import bqplot as bq
@@ -58,7 +58,13 @@ class DistributionPanel:
 
 class MapPanel:
     """Devices at their positions, coloured by status (a plain lat/lon plot: works offline); for
-    a fleet whose profile maps no position, only the status counts."""
+    a fleet whose profile maps no position, only the status counts.
+
+    Two layers: every device drawn (a stable sample of at most ``MAP_POINTS``) in the colour of
+    "ok", and over it the devices with an alert in their status's colour. Alerts come and go
+    every few seconds; only the small top layer changes then, so the browser redraws a few
+    points, not thousands.
+    """
 
     def __init__(self, profiles: Profiles) -> None:
         self.located = profiles.has_location
@@ -66,14 +72,22 @@ class MapPanel:
         self.colour_scale = bq.OrdinalColorScale(
             domain=list(STATUS_COLOURS), colors=list(STATUS_COLOURS.values())
         )
+        tooltip = {"fields": ["name"], "labels": ["device"]}
         self.scatter = bq.Scatter(
-            scales={"x": x, "y": y, "color": self.colour_scale},
+            scales={"x": x, "y": y},
+            colors=[STATUS_COLOURS["ok"]],
             default_size=16,
+            display_names=False,
+            tooltip=bq.Tooltip(**tooltip),
+        )
+        self.flagged = bq.Scatter(
+            scales={"x": x, "y": y, "color": self.colour_scale},
+            default_size=24,
             display_names=False,
             tooltip=bq.Tooltip(fields=["name", "color"], labels=["device", "status"]),
         )
         self.figure = bq.Figure(
-            marks=[self.scatter],
+            marks=[self.scatter, self.flagged],
             axes=[
                 bq.Axis(scale=x, label="longitude (°)"),
                 bq.Axis(scale=y, side="left", label="latitude (°)"),
@@ -101,18 +115,33 @@ class MapPanel:
                 f"profile maps no lat/lon) · {len(latest):,} devices · {shown or 'none yet'}</span>"
             )
             return
-        ids = list(latest)
-        if len(ids) > MAP_POINTS:
-            flagged = [d for d in ids if d in status]
-            rest = random.Random(0).sample(
-                [d for d in ids if d not in status], MAP_POINTS - min(len(flagged), MAP_POINTS)
-            )
-            ids = flagged[:MAP_POINTS] + rest
-        with self.scatter.hold_sync():
-            self.scatter.x = np.array([latest[d].lon for d in ids], dtype=float)
-            self.scatter.y = np.array([latest[d].lat for d in ids], dtype=float)
-            self.scatter.color = [status.get(d, "ok") for d in ids]
-            self.scatter.names = ids
+        base = _stable_sample(latest, MAP_POINTS)
+        flagged = sorted(d for d in status if d in latest)[:MAP_POINTS]
+        _place(self.scatter, latest, base)
+        _place(self.flagged, latest, flagged)
+        colours = [status[d] for d in flagged]
+        if list(self.flagged.color if self.flagged.color is not None else []) != colours:
+            self.flagged.color = colours
+        drawn = len(set(base) | set(flagged))
         self.note.value = (
-            f'<span class="wb-note">{len(ids):,} of {len(latest):,} devices drawn · {shown}</span>'
+            f'<span class="wb-note">{drawn:,} of {len(latest):,} devices drawn · {shown}</span>'
         )
+
+
+def _stable_sample(latest: dict[str, Reading], most: int) -> list[str]:
+    """At most ``most`` device ids, the same ones from one refresh to the next (by a hash of
+    the id, not by arrival), in id order."""
+    ids = sorted(latest)
+    if len(ids) > most:
+        ids = sorted(sorted(ids, key=lambda d: zlib.crc32(d.encode()))[:most])
+    return ids
+
+
+def _place(mark: bq.Scatter, latest: dict[str, Reading], ids: list[str]) -> None:
+    """Put these devices on ``mark`` at their positions; nothing is sent when nothing moved."""
+    x = np.array([latest[d].lon for d in ids], dtype=float)
+    y = np.array([latest[d].lat for d in ids], dtype=float)
+    with mark.hold_sync():
+        mark.x, mark.y = x, y
+        if list(mark.names if mark.names is not None else []) != ids:
+            mark.names = ids

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -135,6 +135,9 @@ class LiveSession:
         """When the settings in force took effect (quality is judged from then on)."""
         self.lifecycle: dict[str, dict[str, Any]] = {}
         """alert id → its lifecycle in the store (state, who acknowledged or cleared it)."""
+        self.changes: Counter[str] = Counter()
+        """How often each of "alerts", "devices", "figures", "settings" and "lifecycle" changed:
+        a view redraws a panel only when what it shows changed."""
         self.started = False
         self._database = database
         self._grant: tuple[Grant, float] | None = None
@@ -175,11 +178,13 @@ class LiveSession:
     async def _on_alerts(self, records: list[Record]) -> None:
         alerts = decode_each(records, decode_alert)
         self.alerts.update(alerts)
+        self.changes["alerts"] += 1
         for listener in self.alert_listeners:
             listener(alerts)
 
     async def _on_devices(self, records: list[Record]) -> None:
         decode = self.compiled.decode
+        self.changes["devices"] += 1
         for status in decode_each(records, decode_device_status):
             self.statuses[status.device_id] = status
             if status.reading != NO_READING:
@@ -190,6 +195,7 @@ class LiveSession:
 
     async def _on_figures(self, records: list[Record]) -> None:
         workers, supervisors = published_figures(records)
+        self.changes["figures"] += 1
         for figures in workers:
             self.workers[str(figures.get("worker"))] = figures
             for listener in self.figure_listeners:
@@ -200,6 +206,7 @@ class LiveSession:
     async def _on_settings(self, records: list[Record]) -> None:
         before = self.version
         self.version = newest(records, self.version)
+        self.changes["settings"] += 1
         if self.version is not before or self.applied_at is None:
             self.applied_at = datetime.now(UTC)
 
@@ -332,6 +339,8 @@ class LiveSession:
         alerts not stored yet (no API server has caught up) stay as they are."""
         if alert_ids:
             found = await self._in_thread(lambda: AlertStore(self._db()).lifecycles(alert_ids))
+            if any(self.lifecycle.get(i) != v for i, v in found.items()):
+                self.changes["lifecycle"] += 1
             self.lifecycle.update(found)
 
     # -- reading state ---------------------------------------------------------------------
@@ -408,6 +417,7 @@ class LiveSession:
         """Forget the followed device's readings and the alerts shown (following goes on)."""
         self.device_readings.clear()
         self.alerts.clear()
+        self.changes["alerts"] += 1
 
     def alerts_in_window(self, minutes: float) -> int:
         """Alerts the workers opened in the last ``minutes`` of data time."""
