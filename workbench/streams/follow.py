@@ -155,3 +155,66 @@ class TopicFollower:
                 log.warning("%s %s failed (%s); retrying in %.1f s", what, self.topic, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+
+class TopicsFollower(TopicFollower):
+    """Several whole topics on one consumer (one connection and one network thread for all),
+    each from its own start and with its own handler: a view's outputs, followed cheaply."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        follows: dict[str, tuple[Handler, str]],
+        poll_s: float = 0.25,
+    ) -> None:
+        """``follows``: topic → (its handler, 'earliest' or 'latest')."""
+        for topic, (_handle, start) in follows.items():
+            if start not in ("earliest", "latest"):
+                raise ValueError(f"{topic}: start={start!r}: choose 'earliest' or 'latest'")
+        super().__init__(settings, "+".join(follows), self._dispatch, poll_s=poll_s)
+        self.follows = follows
+        self.topics = list(follows)
+
+    def _open(self) -> Any:
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap,
+            enable_auto_commit=False,
+            **self.settings.kafka_python_security(),
+        )
+        try:
+            found = {t: consumer.partitions_for_topic(t) for t in self.topics}
+            missing = [t for t, parts in found.items() if not parts]
+            if missing:  # the workers make them: wait for them (the caller retries)
+                raise LookupError(f"no topic {', '.join(missing)} yet")
+            by_topic = {
+                t: [TopicPartition(t, p) for p in sorted(parts)] for t, parts in found.items()
+            }
+            consumer.assign([tp for tps in by_topic.values() for tp in tps])
+            for topic, tps in by_topic.items():
+                if self.follows[topic][1] == "latest":
+                    consumer.seek_to_end(*tps)
+                else:
+                    consumer.seek_to_beginning(*tps)
+        except Exception:
+            consumer.close()
+            raise
+        return consumer
+
+    def _poll(self) -> dict[str, list[Record]]:  # type: ignore[override]
+        polled = self._consumer.poll(int(self.poll_s * 1000), max_records=5000)
+        out: dict[str, list[Record]] = {}
+        for tp, batch in polled.items():
+            out.setdefault(tp.topic, []).extend(
+                Record(tp.partition, r.offset, r.timestamp, r.key, r.value, tuple(r.headers))
+                for r in batch
+            )
+        return out
+
+    async def _dispatch(self, polled: dict[str, list[Record]]) -> None:  # type: ignore[arg-type]
+        """Each topic's records to its handler; one handled is taken out, so a retry after a
+        failing handler goes on with the rest and hands nothing over twice."""
+        for topic in list(polled):
+            await self.follows[topic][0](polled[topic])
+            del polled[topic]

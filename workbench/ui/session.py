@@ -38,7 +38,7 @@ from workbench.store.db import Database, open_database
 from workbench.store.lifecycle import act_on_alert
 from workbench.streams.aggregate import CounterRun
 from workbench.streams.checkpoint import NO_READING, DeviceStatus, decode_device_status
-from workbench.streams.follow import TopicFollower, decode_each
+from workbench.streams.follow import TopicFollower, TopicsFollower, decode_each
 from workbench.streams.records import Record
 from workbench.streams.settings_topic import (
     SettingsVersion,
@@ -143,11 +143,16 @@ class LiveSession:
         self._grant: tuple[Grant, float] | None = None
         self._threads = ThreadPoolExecutor(1, thread_name_prefix="workbench-view")
         self._replays = ThreadPoolExecutor(1, thread_name_prefix="workbench-preview")
-        self._followers = [
-            TopicFollower(self.settings, self.topics.alerts, self._on_alerts),
-            TopicFollower(self.settings, self.topics.devices, self._on_devices),
-            TopicFollower(self.settings, self.topics.metrics, self._on_figures, start="latest"),
-            TopicFollower(self.settings, self.topics.settings, self._on_settings),
+        self._followers = [  # one consumer for all four (a connection and a thread per view)
+            TopicsFollower(
+                self.settings,
+                {
+                    self.topics.alerts: (self._on_alerts, "earliest"),
+                    self.topics.devices: (self._on_devices, "earliest"),
+                    self.topics.metrics: (self._on_figures, "latest"),
+                    self.topics.settings: (self._on_settings, "earliest"),
+                },
+            )
         ]
         self._device_follower: TopicFollower | None = None
 
