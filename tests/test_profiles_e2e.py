@@ -137,7 +137,7 @@ def plant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             ) as dashboard,
         ):
             link = dashboard.wait_for(r"dashboard: (http://\S+)", timeout_s=120).group(1)
-            worker.wait_for(r"worker \S+: partitions 0, 1, 2, 3, 4, 5", timeout_s=120)
+            worker.wait_for(r"worker \S+: partitions 0 \(lag \d+ msgs\), 1 .* 5 \(lag", timeout_s=120)
             token, _ = create_token(settings, "plant e2e", "viewer", "e2e test")
             yield {"api": api, "token": token, "link": link, "settings": settings}
             assert dashboard.stop(signal.SIGINT, 60)[0] == 0, dashboard.output
