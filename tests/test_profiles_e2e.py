@@ -137,7 +137,8 @@ def plant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             ) as dashboard,
         ):
             link = dashboard.wait_for(r"dashboard: (http://\S+)", timeout_s=120).group(1)
-            worker.wait_for(r"worker \S+: partitions 0 \(lag \d+ msgs\), 1 .* 5 \(lag", timeout_s=120)
+            every_partition = r"worker \S+: partitions 0 \(lag \d+ msgs\), 1 .* 5 \(lag"
+            worker.wait_for(every_partition, timeout_s=120)
             token, _ = create_token(settings, "plant e2e", "viewer", "e2e test")
             yield {"api": api, "token": token, "link": link, "settings": settings}
             assert dashboard.stop(signal.SIGINT, 60)[0] == 0, dashboard.output
