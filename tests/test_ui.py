@@ -386,3 +386,20 @@ def test_the_map_redraws_only_its_alert_layer_when_alerts_change() -> None:
     assert list(panel.scatter.names) == base
     assert f"{len(set(base) | set(hot)):,} of {len(readings):,} devices drawn" in panel.note.value
     assert "3 high" in panel.note.value
+
+
+def test_fleet_views_are_redrawn_when_the_devices_change_not_at_every_tick(
+    plant_dashboard: Dashboard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("workbench.ui.dashboard.CHECKPOINT_S", 0.0)
+    session, counters = plant_dashboard.session, plant_dashboard.counters
+    drawn = []
+    counters.tables.observe(lambda c: drawn.append(c["new"]), "value")
+    later = plant_readings(minutes=61)  # a minute more: every meter advanced 0.5 m³
+    session.statuses = device_statuses(later, PLANT.profiles)
+    session.latest = {r.device_id: r for r in later}
+    asyncio.run(plant_dashboard.refresh_fleet())
+    assert drawn == []  # no new device state reached the session: nothing to redraw
+    session.changes["devices"] += 1  # as a poll of the devices topic does
+    asyncio.run(plant_dashboard.refresh_fleet())
+    assert len(drawn) == 1 and "90.00 m³" in drawn[0]  # 3 meters, each 30 m³ over 60 min now

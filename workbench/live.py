@@ -194,7 +194,10 @@ async def _supervise(
         while not stop.is_set():
             supervisor.check(figures)
             report = msgspec.json.encode(supervisor.report())
-            producer.send(supervisor.topics.metrics, report, key=key)
+            try:  # the dashboard's copy: never a reason to stop supervising
+                producer.send(supervisor.topics.metrics, report, key=key)
+            except Exception as exc:
+                log.warning("could not publish the supervisor's report: %s", exc)
             display.update(
                 lambda: [
                     *([f"simulator: {simulator.line}"] if simulator else []),
