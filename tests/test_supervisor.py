@@ -79,7 +79,11 @@ def test_a_killed_worker_is_restarted_and_takes_partitions_again(
         ), (ns.owned(), events)
 
         # The dashboard's overview shows the restart, the events and each partition's lag,
-        # from what the supervisor and the workers publish.
+        # from what the supervisor and the workers publish (the restarted worker's lag is
+        # unknown until its first fetch has come back).
+        assert eventually(
+            lambda: all(f["pipeline"]["partition_lag"] for f in ns.figures().values()), 30
+        ), ns.figures()
         published = [supervisor.report(), *ns.figures().values()]
         records = [Record(0, i, 0, None, msgspec.json.encode(f)) for i, f in enumerate(published)]
         session = LiveSession(kafka, topics=ns.topics, truth_topic=None)
