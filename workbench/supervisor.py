@@ -59,6 +59,11 @@ class WorkerProcess:
     """When a dead worker is to be started again."""
     cpu: psutil.Process | None = None
 
+    @property
+    def state(self) -> str:
+        """'running', or 'restarting' while it waits out its back-off."""
+        return "running" if self.proc is not None else "restarting"
+
 
 @dataclass
 class AutoScaler:
@@ -238,9 +243,8 @@ class Supervisor:
         lines = []
         for w in self.workers:
             f = figures.get(w.name)
-            state = "running" if w.proc is not None else "restarting"
             head = (
-                f"worker {w.name}: {state} · {w.restarts} restart{'' if w.restarts == 1 else 's'}"
+                f"worker {w.name}: {w.state} · {w.restarts} restart{'' if w.restarts == 1 else 's'}"
             )
             if f is None or w.proc is None:
                 lines.append(head + " · no figures yet")
@@ -261,12 +265,7 @@ class Supervisor:
             "at": time.time(),
             "scaling": None if scaler is None else {"min": scaler.minimum, "max": scaler.maximum},
             "workers": [
-                {
-                    "name": w.name,
-                    "state": "running" if w.proc is not None else "restarting",
-                    "restarts": w.restarts,
-                }
-                for w in self.workers
+                {"name": w.name, "state": w.state, "restarts": w.restarts} for w in self.workers
             ]
             + [{"name": w.name, "state": "stopping", "restarts": w.restarts} for w in self.leaving],
             "events": list(self.events)[-REPORTED_EVENTS:],

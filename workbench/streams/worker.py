@@ -78,7 +78,8 @@ def published_figures(records: list[Record]) -> tuple[list[dict[str, Any]], list
 
 
 def live_workers(latest: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Of each worker's latest figures, those of the workers heard from in ``WORKER_GONE_S``."""
+    """Of each worker's latest figures (or supervisor's report), those heard from in
+    ``WORKER_GONE_S``."""
     recent = time.time() - WORKER_GONE_S
     return {w: f for w, f in latest.items() if f.get("at", 0) >= recent}
 

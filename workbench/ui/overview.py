@@ -7,7 +7,7 @@ import time
 
 import ipywidgets as widgets
 
-from workbench.streams.worker import WORKER_GONE_S, partitions_line
+from workbench.streams.worker import live_workers, partitions_line
 from workbench.ui.session import LiveSession
 from workbench.ui.style import card
 
@@ -80,10 +80,7 @@ class OverviewPanel:
         """A line per supervised group (``workbench up``): its workers, restarts and scaling,
         then its latest events."""
         out = []
-        recent = time.time() - WORKER_GONE_S
-        for group, report in sorted(self.session.supervisors.items()):
-            if report.get("at", 0) < recent:
-                continue
+        for group, report in sorted(live_workers(self.session.supervisors).items()):
             workers = report["workers"]
             running = sum(w["state"] == "running" for w in workers)
             restarts = sum(w["restarts"] for w in workers)
