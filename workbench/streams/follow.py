@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from workbench.config import Settings
+from workbench.streams.follow_clients import FollowConsumer, open_follow_consumer
 from workbench.streams.records import Record
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class TopicFollower:
         self.errors = 0
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"workbench-follow-{topic}")
         self._task: asyncio.Task | None = None
-        self._consumer: Any = None
+        self._consumer: FollowConsumer | None = None
 
     def start(self) -> None:
         """Begin following (on the running loop)."""
@@ -96,36 +97,17 @@ class TopicFollower:
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
-    def _open(self) -> Any:
-        from kafka import KafkaConsumer, TopicPartition
-
-        consumer = KafkaConsumer(
-            *(() if self.partitions is not None else (self.topic,)),
-            bootstrap_servers=self.settings.bootstrap,
+    def _open(self) -> FollowConsumer:
+        return open_follow_consumer(
+            self.settings,
+            {self.topic: self.start_at},
             group_id=self.group_id,
-            auto_offset_reset=self.start_at,
-            enable_auto_commit=False,
-            metadata_max_age_ms=10_000,
-            **self.settings.kafka_python_security(),
+            partitions=self.partitions,
+            since=self.since,
         )
-        if self.partitions is not None:
-            tps = [TopicPartition(self.topic, p) for p in self.partitions]
-            consumer.assign(tps)
-            if self.since is not None:
-                at = int(self.since.timestamp() * 1000)
-                found = consumer.offsets_for_times(dict.fromkeys(tps, at))
-                ends = consumer.end_offsets(tps)
-                for tp in tps:
-                    consumer.seek(tp, ends[tp] if found[tp] is None else found[tp].offset)
-        return consumer
 
     def _poll(self) -> list[Record]:
-        polled = self._consumer.poll(int(self.poll_s * 1000), max_records=5000)
-        return [
-            Record(tp.partition, r.offset, r.timestamp, r.key, r.value, tuple(r.headers))
-            for tp, batch in polled.items()
-            for r in batch
-        ]
+        return [r for records in self._consumer.poll(self.poll_s).values() for r in records]
 
     async def _run(self) -> None:
         while True:
@@ -173,44 +155,14 @@ class TopicsFollower(TopicFollower):
                 raise ValueError(f"{topic}: start={start!r}: choose 'earliest' or 'latest'")
         super().__init__(settings, "+".join(follows), self._dispatch, poll_s=poll_s)
         self.follows = follows
-        self.topics = list(follows)
 
-    def _open(self) -> Any:
-        from kafka import KafkaConsumer, TopicPartition
-
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap,
-            enable_auto_commit=False,
-            **self.settings.kafka_python_security(),
+    def _open(self) -> FollowConsumer:
+        return open_follow_consumer(
+            self.settings, {t: start for t, (_handle, start) in self.follows.items()}
         )
-        try:
-            found = {t: consumer.partitions_for_topic(t) for t in self.topics}
-            missing = [t for t, parts in found.items() if not parts]
-            if missing:  # the workers make them: wait for them (the caller retries)
-                raise LookupError(f"no topic {', '.join(missing)} yet")
-            by_topic = {
-                t: [TopicPartition(t, p) for p in sorted(parts)] for t, parts in found.items()
-            }
-            consumer.assign([tp for tps in by_topic.values() for tp in tps])
-            for topic, tps in by_topic.items():
-                if self.follows[topic][1] == "latest":
-                    consumer.seek_to_end(*tps)
-                else:
-                    consumer.seek_to_beginning(*tps)
-        except Exception:
-            consumer.close()
-            raise
-        return consumer
 
     def _poll(self) -> dict[str, list[Record]]:  # type: ignore[override]
-        polled = self._consumer.poll(int(self.poll_s * 1000), max_records=5000)
-        out: dict[str, list[Record]] = {}
-        for tp, batch in polled.items():
-            out.setdefault(tp.topic, []).extend(
-                Record(tp.partition, r.offset, r.timestamp, r.key, r.value, tuple(r.headers))
-                for r in batch
-            )
-        return out
+        return self._consumer.poll(self.poll_s)
 
     async def _dispatch(self, polled: dict[str, list[Record]]) -> None:  # type: ignore[arg-type]
         """Each topic's records to its handler; one handled is taken out, so a retry after a
