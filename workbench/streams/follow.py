@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from workbench.config import Settings
-from workbench.streams.follow_clients import FollowConsumer, open_follow_consumer
+from workbench.streams.follow_clients import FollowConsumer, NoTopicYet, open_follow_consumer
 from workbench.streams.records import Record
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class TopicFollower:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"workbench-follow-{topic}")
         self._task: asyncio.Task | None = None
         self._consumer: FollowConsumer | None = None
+        self._waiting = False
 
     def start(self) -> None:
         """Begin following (on the running loop)."""
@@ -132,6 +133,12 @@ class TopicFollower:
                 return await fn(*args)
             except asyncio.CancelledError:
                 raise
+            except NoTopicYet as exc:  # not an error: wait for it, saying so once
+                if not self._waiting:
+                    log.info("%s: waiting for the topic to be made", exc)
+                self._waiting = True
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
             except Exception as exc:  # an outage or a failing handler: say so, try again
                 self.errors += 1
                 log.warning("%s %s failed (%s); retrying in %.1f s", what, self.topic, exc, backoff)

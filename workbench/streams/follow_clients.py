@@ -21,6 +21,10 @@ MAX_RECORDS = 5000
 """Most records one poll hands over."""
 
 
+class NoTopicYet(LookupError):
+    """A followed topic does not exist yet (its maker, a worker or a simulator, has not run)."""
+
+
 class FollowConsumer(Protocol):
     """What a follower polls; used from one thread only."""
 
@@ -45,7 +49,7 @@ def open_follow_consumer(
 
     ``group_id``: one topic, as that group's share, from its committed offsets. ``partitions``:
     those of one topic, from the first record at or after ``since``. Otherwise every partition of
-    each topic. Raises LookupError while a topic does not exist yet (the caller retries).
+    each topic. Raises NoTopicYet while a topic does not exist (the caller retries).
     """
     if (group_id is not None or partitions is not None) and len(starts) != 1:
         raise ValueError("a group or chosen partitions follow exactly one topic")
@@ -206,4 +210,4 @@ def _ms(at: datetime) -> int:
 def _check_found(found: dict[str, Any]) -> None:
     missing = [t for t, parts in found.items() if not parts]
     if missing:  # the workers make them: wait for them (the caller retries)
-        raise LookupError(f"no topic {', '.join(missing)} yet")
+        raise NoTopicYet(f"no topic {', '.join(missing)} yet")

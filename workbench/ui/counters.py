@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 import math
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import bqplot as bq
@@ -49,22 +49,28 @@ class CounterTotal:
         return None if per is None else per * self.devices
 
 
+Grouping = Callable[[str, CounterRun], str]
+"""(device id, its run) → the name of the group the device counts in."""
+
+
 def counter_totals(
-    runs: Mapping[str, CounterRun],
-    metric: str,
-    group: Callable[[str, CounterRun], str],
-    falls: bool = False,
-) -> dict[str, CounterTotal]:
-    """Group name → ``metric``'s total over the devices ``group(device_id, run)`` puts there
-    (``falls``: the counter counts down)."""
-    totals: dict[str, CounterTotal] = defaultdict(CounterTotal)
+    runs: Mapping[str, CounterRun], groupings: Mapping[str, Grouping], falls: Collection[str] = ()
+) -> dict[tuple[str, str], dict[str, CounterTotal]]:
+    """(metric, grouping) → group name → the metric's total over the devices the grouping puts
+    there, in one pass over the devices (``falls``: the counters that count down)."""
+    totals: defaultdict[tuple[str, str], defaultdict[str, CounterTotal]]
+    totals = defaultdict(lambda: defaultdict(CounterTotal))
     for device_id, run in runs.items():
-        if metric in run.last:
-            total = totals[group(device_id, run)]
-            total.advance += run.advance(metric, falls)
-            total.devices += 1
-            total.device_hours += run.hours
-    return dict(sorted(totals.items()))
+        names = [(g, group(device_id, run)) for g, group in groupings.items()]
+        hours = run.hours
+        for metric in run.last:
+            advance = run.advance(metric, metric in falls)
+            for g, name in names:
+                total = totals[metric, g][name]
+                total.advance += advance
+                total.devices += 1
+                total.device_hours += hours
+    return {key: dict(sorted(by_name.items())) for key, by_name in totals.items()}
 
 
 def site_of(reading: Reading | None) -> str:
@@ -108,24 +114,26 @@ class CountersPanel:
                 '<span class="wb-note">this fleet\'s profile declares no counter metrics</span>'
             )
         self.widget = card("Counters", self.picker, self.figure, self.tables)
-        self._runs: Mapping[str, CounterRun] = {}
-        self._latest: Mapping[str, Reading] = {}
+        self._totals: dict[tuple[str, str], dict[str, CounterTotal]] = {}
         self.picker.observe(lambda _c: self._draw_bars(), "value")
 
     def refresh(self, runs: Mapping[str, CounterRun], latest: Mapping[str, Reading]) -> None:
         """``runs``: each metered device's counters since first seen; ``latest``: its reading."""
         if not self.metrics:
             return
-        self._runs, self._latest = runs, latest
+        groupings: dict[str, Grouping] = {"type": lambda _d, run: run.device_type}
+        if self.profiles.has_location:
+            groupings["site"] = lambda device_id, _r: site_of(latest.get(device_id))
+        self._totals = counter_totals(runs, groupings, self.falls)
         self._draw_bars()
         parts = []
         for metric in self.metrics:
             way = "decrease" if metric in self.falls else "increase"
             header = ["", way, "devices", "per device per h", "rate"]
             unit = self.profiles.units[metric]
-            sections = [("by type", self._totals(metric, by_site=False))]
+            sections = [("by type", self._totals.get((metric, "type"), {}))]
             if self.profiles.has_location:
-                sections.append(("by site", self._totals(metric, by_site=True)))
+                sections.append(("by site", self._totals.get((metric, "site"), {})))
             for title, totals in sections:
                 rows = [
                     [
@@ -146,17 +154,11 @@ class CountersPanel:
             )
         self.tables.value = "".join(parts)
 
-    def _totals(self, metric: str, by_site: bool) -> dict[str, CounterTotal]:
-        def group(device_id: str, run: CounterRun) -> str:
-            return site_of(self._latest.get(device_id)) if by_site else run.device_type
-
-        return counter_totals(self._runs, metric, group, metric in self.falls)
-
     def _draw_bars(self) -> None:
         metric = self.picker.value
         if metric is None:
             return
-        totals = self._totals(metric, by_site=self.profiles.has_location)
+        totals = self._totals.get((metric, "site" if self.profiles.has_location else "type"), {})
         self.y_axis.label = self.profiles.label(metric)
         with self.bars.hold_sync():
             self.bars.x = list(totals)

@@ -170,7 +170,10 @@ class Dashboard:
         if self._due("counters", ("devices",), every_s=FLEET_AT_LEAST_S, least_s=CHECKPOINT_S):
             self.counters.refresh(s.counter_runs(), latest)
         self.trend.follow_fleet(s.latest)  # also follows the type picked meanwhile
-        if self._due("history", ("alerts", "lifecycle"), every_s=FLEET_AT_LEAST_S):
+        # The feed shows each change at once; the long table follows at most every CHECKPOINT_S.
+        if self._due(
+            "history", ("alerts", "lifecycle"), every_s=FLEET_AT_LEAST_S, least_s=CHECKPOINT_S
+        ):
             self.history.refresh()
         if self._due("tuning", ("settings", "figures", "alerts"), every_s=FLEET_AT_LEAST_S):
             self.tuning.refresh()

@@ -176,7 +176,7 @@ class LiveSession:
             await follower.stop()
         self._device_follower = None
         if self.truth is not None:
-            self.truth.stop()
+            await self.truth.stop()
         self._threads.shutdown(wait=False, cancel_futures=True)
         self._replays.shutdown(wait=False, cancel_futures=True)
 

@@ -95,6 +95,8 @@ class TrendPanel:
         self._figures: deque[tuple[datetime, dict]] = deque(maxlen=SERIES_SIZE)
         """The workers' recent type means, kept to rebuild the series for another pick."""
         self._following: str | None = None
+        self._offered: tuple[int, str] | None = None
+        """(devices known, type) when the device box's choices were last set."""
         self._follow_task: asyncio.Task | None = None
         self._set_metrics()
         self.type_dd.observe(self._on_type, "value")
@@ -177,12 +179,18 @@ class TrendPanel:
         device = self.device
         if device is not None and not self.session.following and device in self.session.statuses:
             self._follow(device)  # picked before its state (and so its partition) arrived
+        metric = self.metric
+        binary = metric is not None and metric.kind == "binary"
+        offered = (len(latest), self.type_dd.value)  # devices are added, never taken away
+        if offered == self._offered and not binary:
+            self.state.value = ""
+            return
+        self._offered = offered
         mine = [r for r in latest.values() if r.device_type == self.type_dd.value]
         ids = sorted(r.device_id for r in mine)[:DEVICE_OPTIONS]
         if list(self.device_cb.options) != ids:
             self.device_cb.options = ids
-        metric = self.metric
-        if metric is None or metric.kind != "binary":
+        if metric is None or not binary:
             self.state.value = ""
             return
         on = sum(1 for r in mine if getattr(r, metric.name))
