@@ -19,7 +19,12 @@ from typing import Any, TypeVar
 import msgspec
 
 from workbench.config import Settings
-from workbench.streams.follow_clients import FollowConsumer, NoTopicYet, open_follow_consumer
+from workbench.streams.follow_clients import (
+    MAX_RECORDS,
+    FollowConsumer,
+    NoTopicYet,
+    open_follow_consumer,
+)
 from workbench.streams.records import Record
 
 log = logging.getLogger(__name__)
@@ -43,6 +48,10 @@ def decode_each(records: list[Record], decode: Callable[[bytes], T]) -> list[T]:
     return out
 
 
+def _count(polled: list[Record] | dict[str, list[Record]]) -> int:
+    return len(polled) if isinstance(polled, list) else sum(map(len, polled.values()))
+
+
 class TopicFollower:
     """Poll ``topic`` from ``start`` ('earliest' or 'latest') until stopped."""
 
@@ -56,9 +65,12 @@ class TopicFollower:
         poll_s: float = 0.25,
         partitions: list[int] | None = None,
         since: datetime | None = None,
+        every_s: float = 0.0,
     ) -> None:
         """``partitions``: read only these (no group), from the first record produced at or
-        after ``since`` (else from ``start``)."""
+        after ``since`` (else from ``start``). ``every_s``: hand records over at most this often
+        while they trickle in; meanwhile they gather in the client and come as one batch (a view
+        that redraws every tick gains nothing from more, and each hand-over costs the loop)."""
         if start not in ("earliest", "latest"):
             raise ValueError(f"start={start!r}: choose 'earliest' or 'latest'")
         if partitions is not None and group_id is not None:
@@ -71,6 +83,7 @@ class TopicFollower:
         self.poll_s = poll_s
         self.partitions = partitions
         self.since = since
+        self.every_s = every_s
         self.records = 0
         """Records handled so far."""
         self.errors = 0
@@ -111,15 +124,21 @@ class TopicFollower:
         return [r for records in self._consumer.poll(self.poll_s).values() for r in records]
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            began = loop.time()
             records = await self._retry("polling", self._polled)
             if records:
+                count = _count(records)
                 # Polled records are past the consumer's position: hand them over until the
                 # handler takes them, never skip them.
                 await self._retry("handling records", self.handle, records)
-                self.records += len(records)
+                self.records += count
                 if self.group_id is not None:
                     await self._retry("committing", self._in_thread, self._consumer.commit)
+                rest = self.every_s - (loop.time() - began)
+                if rest > 0 and count < MAX_RECORDS:  # catching up goes at full speed
+                    await asyncio.sleep(rest)
 
     async def _polled(self) -> list[Record]:
         if self._consumer is None:
@@ -155,12 +174,16 @@ class TopicsFollower(TopicFollower):
         settings: Settings,
         follows: dict[str, tuple[Handler, str]],
         poll_s: float = 0.25,
+        every_s: float = 0.0,
     ) -> None:
-        """``follows``: topic → (its handler, 'earliest' or 'latest')."""
+        """``follows``: topic → (its handler, 'earliest' or 'latest'); ``every_s`` as for
+        ``TopicFollower``."""
         for topic, (_handle, start) in follows.items():
             if start not in ("earliest", "latest"):
                 raise ValueError(f"{topic}: start={start!r}: choose 'earliest' or 'latest'")
-        super().__init__(settings, "+".join(follows), self._dispatch, poll_s=poll_s)
+        super().__init__(
+            settings, "+".join(follows), self._dispatch, poll_s=poll_s, every_s=every_s
+        )
         self.follows = follows
 
     def _open(self) -> FollowConsumer:

@@ -155,7 +155,7 @@ class Dashboard:
         if self._due("overview", ("figures",), every_s=1.0, least_s=0.5):
             self.overview.refresh()
         self.trend.refresh()  # when it has new points
-        if self._due("feed", ("alerts", "lifecycle"), every_s=5.0):
+        if self._due("feed", ("alerts", "lifecycle"), every_s=5.0, least_s=0.5):
             self.feed.refresh()
 
     async def refresh_fleet(self) -> None:
@@ -163,14 +163,17 @@ class Dashboard:
         shown = [a.alert_id for a in self.history.matching()[:HISTORY_ROWS]]
         await s.refresh_lifecycle(list(dict.fromkeys(self.feed.shown() + shown)))
         latest = dict(s.latest)
-        if self._due("fleet", ("devices", "alerts"), every_s=FLEET_AT_LEAST_S):
+        # Devices' states change once per worker checkpoint: redraw at most that often.
+        if self._due(
+            "fleet", ("devices", "alerts"), every_s=FLEET_AT_LEAST_S, least_s=CHECKPOINT_S
+        ):
             self.distribution.refresh(latest)
             self.map.refresh(latest, s.alerts.active())
         # Counters advance with the devices' states, which workers publish every CHECKPOINT_S.
         if self._due("counters", ("devices",), every_s=FLEET_AT_LEAST_S, least_s=CHECKPOINT_S):
             self.counters.refresh(s.counter_runs(), latest)
         self.trend.follow_fleet(s.latest)  # also follows the type picked meanwhile
-        # The feed shows each change at once; the long table follows at most every CHECKPOINT_S.
+        # The feed shows changes within half a second; the long table at most every CHECKPOINT_S.
         if self._due(
             "history", ("alerts", "lifecycle"), every_s=FLEET_AT_LEAST_S, least_s=CHECKPOINT_S
         ):

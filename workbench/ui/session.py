@@ -56,6 +56,8 @@ DEVICE_LOOKBACK = timedelta(minutes=10)
 PREVIEW_READINGS = 300_000
 """Most readings a preview replays (the latest of its window): bounds the kernel's memory."""
 GRANT_TTL_S = 1.0
+HAND_OVER_S = 0.25
+"""The workers' outputs are handed to the view at most this often (the dashboard's tick)."""
 
 
 class AlertLog:
@@ -152,6 +154,7 @@ class LiveSession:
                     self.topics.metrics: (self._on_figures, "latest"),
                     self.topics.settings: (self._on_settings, "earliest"),
                 },
+                every_s=HAND_OVER_S,
             )
         ]
         self._device_follower: TopicFollower | None = None
