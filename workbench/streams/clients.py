@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 FETCH_MIN_BYTES = 64 * 1024
 """A fetch answers once this much is waiting (about 250 readings): a fast stream fills it at
 once, so its batches are neither held nor smaller."""
-FETCH_WAIT_MS = 250
+FETCH_WAIT_MS = 500
 """...or once the broker has held it this long: a slow stream is then handed over in batches
 about 4 times a second instead of 50 tiny ones, so the pipeline's CPU follows the data rate
 (`workbench consume` at 100 readings/s: 47 % of a core with a 20 ms wait, 6 % with this). The

@@ -62,12 +62,13 @@ class TopicFollower:
         handle: Handler,
         group_id: str | None = None,
         start: str = "earliest",
-        poll_s: float = 0.25,
+        poll_s: float = 0.5,
         partitions: list[int] | None = None,
         since: datetime | None = None,
         every_s: float = 0.0,
     ) -> None:
-        """``partitions``: read only these (no group), from the first record produced at or
+        """``poll_s``: longest a poll (and the broker's fetch) waits while nothing new comes.
+        ``partitions``: read only these (no group), from the first record produced at or
         after ``since`` (else from ``start``). ``every_s``: hand records over at most this often
         while they trickle in; meanwhile they gather in the client and come as one batch (a view
         that redraws every tick gains nothing from more, and each hand-over costs the loop)."""
@@ -118,6 +119,7 @@ class TopicFollower:
             group_id=self.group_id,
             partitions=self.partitions,
             since=self.since,
+            wait_s=self.poll_s,
         )
 
     def _poll(self) -> list[Record]:
@@ -173,7 +175,7 @@ class TopicsFollower(TopicFollower):
         self,
         settings: Settings,
         follows: dict[str, tuple[Handler, str]],
-        poll_s: float = 0.25,
+        poll_s: float = 0.5,
         every_s: float = 0.0,
     ) -> None:
         """``follows``: topic → (its handler, 'earliest' or 'latest'); ``every_s`` as for
@@ -188,7 +190,9 @@ class TopicsFollower(TopicFollower):
 
     def _open(self) -> FollowConsumer:
         return open_follow_consumer(
-            self.settings, {t: start for t, (_handle, start) in self.follows.items()}
+            self.settings,
+            {t: start for t, (_handle, start) in self.follows.items()},
+            wait_s=self.poll_s,
         )
 
     def _poll(self) -> dict[str, list[Record]]:  # type: ignore[override]

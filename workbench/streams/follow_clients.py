@@ -44,17 +44,20 @@ def open_follow_consumer(
     group_id: str | None = None,
     partitions: list[int] | None = None,
     since: datetime | None = None,
+    wait_s: float = 0.5,
 ) -> FollowConsumer:
     """A consumer of the topics in ``starts`` (topic → 'earliest' or 'latest').
 
     ``group_id``: one topic, as that group's share, from its committed offsets. ``partitions``:
     those of one topic, from the first record at or after ``since``. Otherwise every partition of
-    each topic. Raises NoTopicYet while a topic does not exist (the caller retries).
+    each topic. ``wait_s``: how long the broker holds a fetch while there is nothing new (an
+    idle follower's round trips). Raises NoTopicYet while a topic does not exist (the caller
+    retries).
     """
     if (group_id is not None or partitions is not None) and len(starts) != 1:
         raise ValueError("a group or chosen partitions follow exactly one topic")
     opener = _ConfluentFollow if settings.backend == "confluent" else _KafkaPythonFollow
-    return opener(settings, starts, group_id, partitions, since)
+    return opener(settings, starts, group_id, partitions, since, wait_s)
 
 
 class _KafkaPythonFollow:
@@ -65,6 +68,7 @@ class _KafkaPythonFollow:
         group_id: str | None,
         partitions: list[int] | None,
         since: datetime | None,
+        wait_s: float,
     ) -> None:
         from kafka import KafkaConsumer, TopicPartition
 
@@ -76,6 +80,7 @@ class _KafkaPythonFollow:
             group_id=group_id,
             auto_offset_reset=start,
             enable_auto_commit=False,
+            fetch_max_wait_ms=int(wait_s * 1000),
             metadata_max_age_ms=10_000,
             **settings.kafka_python_security(),
         )
@@ -128,6 +133,7 @@ class _ConfluentFollow:
         group_id: str | None,
         partitions: list[int] | None,
         since: datetime | None,
+        wait_s: float,
     ) -> None:
         from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 
@@ -140,6 +146,7 @@ class _ConfluentFollow:
                 "enable.auto.commit": False,
                 "auto.offset.reset": start,
                 "enable.partition.eof": False,
+                "fetch.wait.max.ms": int(wait_s * 1000),
                 "topic.metadata.refresh.interval.ms": 10_000,
             }
         )

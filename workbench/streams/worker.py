@@ -51,6 +51,9 @@ CHECKPOINT_S = 5.0
 """How often a worker checkpoints its state and commits its offsets (Quix Streams' default): a
 killed worker's successor repeats at most this much of its work."""
 FIGURES_S = 1.0
+SETTINGS_POLL_S = 1.0
+"""A settings change reaches a worker within about this long (a faster poll costs an idle
+worker CPU for nothing)."""
 log = logging.getLogger(__name__)
 
 
@@ -192,7 +195,9 @@ class Worker:
             owner=self.checkpointer,
         )
         self.source.sink(self.stage)
-        self.follower = TopicFollower(settings, topics.settings, self._on_settings)
+        self.follower = TopicFollower(
+            settings, topics.settings, self._on_settings, poll_s=SETTINGS_POLL_S
+        )
         self.latest_settings: SettingsVersion | None = None
         """The newest settings version on the topic."""
         self.settings_version = 0

@@ -20,7 +20,7 @@ class TruthFeed:
 
     def __init__(self, settings: Settings, topic: str = TOPIC_TRUTH, size: int = 10_000) -> None:
         self.truths: deque[Truth] = deque(maxlen=size)
-        self._follower = TopicFollower(settings, topic, self._take, start="latest", poll_s=0.5)
+        self._follower = TopicFollower(settings, topic, self._take, start="latest")
 
     async def _take(self, records: list[Record]) -> None:
         self.truths.extend(decode_each(records, decode_truth))
