@@ -296,6 +296,22 @@ class KafkaPythonConsumer:
         self._consumer.close(autocommit=False)
 
 
+def confluent_take(consumer: Any, max_records: int, timeout_s: float) -> list[Any]:
+    """Up to ``max_records`` messages from a confluent-kafka consumer, waiting at most
+    ``timeout_s`` for the first.
+
+    ``consume()`` waits out its whole timeout unless ``max_records`` arrive: take what is queued,
+    and only when nothing is, block for the first message (so a trickle is not held back).
+    """
+    messages = consumer.consume(num_messages=max_records, timeout=0)
+    if messages:
+        return messages
+    first = consumer.poll(timeout_s)
+    if first is None:
+        return []
+    return [first, *consumer.consume(num_messages=max_records - 1, timeout=0)]
+
+
 def _librdkafka_config(settings: Settings) -> dict[str, object]:
     return {"bootstrap.servers": settings.bootstrap, **settings.security}
 
@@ -339,14 +355,9 @@ class ConfluentConsumer:
         return on_revoke
 
     def poll(self, max_records: int, timeout_s: float) -> RecordBatch | None:
-        # consume() waits for the full timeout unless max_records arrive: take what is queued, and
-        # only when nothing is, block for the first message (so a trickle is not held back).
-        messages = self._consumer.consume(num_messages=max_records, timeout=0)
+        messages = confluent_take(self._consumer, max_records, timeout_s)
         if not messages:
-            first = self._consumer.poll(timeout_s)
-            if first is None:
-                return None
-            messages = [first, *self._consumer.consume(num_messages=max_records - 1, timeout=0)]
+            return None
         values: list[bytes | None] = []
         keys: list[bytes | None] = []
         stamps: list[int] = []

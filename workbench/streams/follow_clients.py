@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from workbench.config import Settings
+from workbench.streams.clients import confluent_take
 from workbench.streams.records import Record
 
 log = logging.getLogger(__name__)
@@ -57,53 +59,55 @@ def open_follow_consumer(
     if (group_id is not None or partitions is not None) and len(starts) != 1:
         raise ValueError("a group or chosen partitions follow exactly one topic")
     opener = _ConfluentFollow if settings.backend == "confluent" else _KafkaPythonFollow
-    return opener(settings, starts, group_id, partitions, since, wait_s)
+    return opener(settings, Plan(starts, group_id, partitions, since, wait_s))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a follow consumer reads (``open_follow_consumer``'s arguments)."""
+
+    starts: dict[str, str]
+    group_id: str | None
+    partitions: list[int] | None
+    since: datetime | None
+    wait_s: float
 
 
 class _KafkaPythonFollow:
-    def __init__(
-        self,
-        settings: Settings,
-        starts: dict[str, str],
-        group_id: str | None,
-        partitions: list[int] | None,
-        since: datetime | None,
-        wait_s: float,
-    ) -> None:
+    def __init__(self, settings: Settings, plan: Plan) -> None:
         from kafka import KafkaConsumer, TopicPartition
 
-        (topic, start), *_ = starts.items()
-        whole = group_id is None and partitions is None and len(starts) > 1
+        (topic, start), *_ = plan.starts.items()
+        whole = plan.group_id is None and plan.partitions is None and len(plan.starts) > 1
         self._consumer = consumer = KafkaConsumer(
-            *(() if whole or partitions is not None else (topic,)),
+            *(() if whole or plan.partitions is not None else (topic,)),
             bootstrap_servers=settings.bootstrap,
-            group_id=group_id,
+            group_id=plan.group_id,
             auto_offset_reset=start,
             enable_auto_commit=False,
-            fetch_max_wait_ms=int(wait_s * 1000),
+            fetch_max_wait_ms=int(plan.wait_s * 1000),
             metadata_max_age_ms=10_000,
             **settings.kafka_python_security(),
         )
         try:
-            if partitions is not None:
-                tps = [TopicPartition(topic, p) for p in partitions]
+            if plan.partitions is not None:
+                tps = [TopicPartition(topic, p) for p in plan.partitions]
                 consumer.assign(tps)
-                if since is not None:
-                    found = consumer.offsets_for_times(dict.fromkeys(tps, _ms(since)))
+                if plan.since is not None:
+                    found = consumer.offsets_for_times(dict.fromkeys(tps, _ms(plan.since)))
                     ends = consumer.end_offsets(tps)
                     for tp in tps:
                         consumer.seek(tp, ends[tp] if found[tp] is None else found[tp].offset)
             elif whole:
-                found = {t: consumer.partitions_for_topic(t) for t in starts}
+                found = {t: consumer.partitions_for_topic(t) for t in plan.starts}
                 _check_found(found)
                 by_topic = {
                     t: [TopicPartition(t, p) for p in sorted(ps)] for t, ps in found.items()
                 }
                 consumer.assign([tp for tps in by_topic.values() for tp in tps])
                 for t, tps in by_topic.items():
-                    (consumer.seek_to_end if starts[t] == "latest" else consumer.seek_to_beginning)(
-                        *tps
-                    )
+                    latest = plan.starts[t] == "latest"
+                    (consumer.seek_to_end if latest else consumer.seek_to_beginning)(*tps)
         except Exception:
             consumer.close()
             raise
@@ -126,47 +130,43 @@ class _KafkaPythonFollow:
 
 
 class _ConfluentFollow:
-    def __init__(
-        self,
-        settings: Settings,
-        starts: dict[str, str],
-        group_id: str | None,
-        partitions: list[int] | None,
-        since: datetime | None,
-        wait_s: float,
-    ) -> None:
+    def __init__(self, settings: Settings, plan: Plan) -> None:
         from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 
-        (topic, start), *_ = starts.items()
+        (topic, start), *_ = plan.starts.items()
         self._consumer = consumer = Consumer(
             {
                 "bootstrap.servers": settings.bootstrap,
                 **settings.security,
-                "group.id": group_id or f"workbench-nogroup-{time.time_ns()}",
+                "group.id": plan.group_id or f"workbench-nogroup-{time.time_ns()}",
                 "enable.auto.commit": False,
                 "auto.offset.reset": start,
                 "enable.partition.eof": False,
-                "fetch.wait.max.ms": int(wait_s * 1000),
+                "fetch.wait.max.ms": int(plan.wait_s * 1000),
                 "topic.metadata.refresh.interval.ms": 10_000,
             }
         )
         try:
-            if group_id is not None:
+            if plan.group_id is not None:
                 consumer.subscribe([topic])
                 return
-            if partitions is None:
+            if plan.partitions is None:
                 metadata = consumer.list_topics(timeout=10).topics
-                found = {t: metadata[t].partitions if t in metadata else None for t in starts}
+                found = {t: metadata[t].partitions if t in metadata else None for t in plan.starts}
                 _check_found(found)
                 end = {"earliest": OFFSET_BEGINNING, "latest": OFFSET_END}
                 consumer.assign(
-                    [TopicPartition(t, p, end[starts[t]]) for t in starts for p in sorted(found[t])]
+                    [
+                        TopicPartition(t, p, end[start_t])
+                        for t, start_t in plan.starts.items()
+                        for p in sorted(found[t])
+                    ]
                 )
                 return
             at = OFFSET_END if start == "latest" else OFFSET_BEGINNING
-            tps = [TopicPartition(topic, p, at) for p in partitions]
-            if since is not None:  # a partition with nothing since then: from its end
-                asked = [TopicPartition(topic, p, _ms(since)) for p in partitions]
+            tps = [TopicPartition(topic, p, at) for p in plan.partitions]
+            if plan.since is not None:  # a partition with nothing since then: from its end
+                asked = [TopicPartition(topic, p, _ms(plan.since)) for p in plan.partitions]
                 found_at = consumer.offsets_for_times(asked, timeout=10)
                 tps = [
                     TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END)
@@ -178,14 +178,7 @@ class _ConfluentFollow:
             raise
 
     def poll(self, timeout_s: float) -> dict[str, list[Record]]:
-        # consume() waits out its whole timeout unless MAX_RECORDS arrive: take what is queued,
-        # and only when nothing is, wait for the first message.
-        messages = self._consumer.consume(num_messages=MAX_RECORDS, timeout=0)
-        if not messages:
-            first = self._consumer.poll(timeout_s)
-            if first is None:
-                return {}
-            messages = [first, *self._consumer.consume(num_messages=MAX_RECORDS - 1, timeout=0)]
+        messages = confluent_take(self._consumer, MAX_RECORDS, timeout_s)
         out: dict[str, list[Record]] = {}
         for m in messages:
             if m.error() is not None:  # a client event, not a record: the others stand
