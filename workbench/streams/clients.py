@@ -25,8 +25,8 @@ once, so its batches are neither held nor smaller."""
 FETCH_WAIT_MS = 500
 """...or once the broker has held it this long: a slow stream is then handed over in batches
 about twice a second instead of 50 tiny ones, so the pipeline's CPU follows the data rate (a
-worker at 100 readings/s: 9.8 % of a core with a 250 ms hold, 7.2 % with this and its settings
-polled once a second; `consume` before it, 47 % with a 20 ms one). The price is up to this much
+worker at 100 readings/s: 10.2 % of a core with a 250 ms hold, 6.5 % with this; `consume`
+before it, 47 % with a 20 ms one). The price is up to this much
 latency while the stream is slow."""
 # A killed worker's partitions move to the others after this long (clients default to 45 s).
 SESSION_TIMEOUT_MS = 10_000
