@@ -71,7 +71,8 @@ class TopicFollower:
         ``partitions``: read only these (no group), from the first record produced at or
         after ``since`` (else from ``start``). ``every_s``: hand records over at most this often
         while they trickle in; meanwhile they gather in the client and come as one batch (a view
-        that redraws every tick gains nothing from more, and each hand-over costs the loop)."""
+        that redraws every tick gains nothing from more, and each hand-over costs the loop), and
+        the broker gathers them too, holding fetches up to ``poll_s``."""
         if start not in ("earliest", "latest"):
             raise ValueError(f"start={start!r}: choose 'earliest' or 'latest'")
         if partitions is not None and group_id is not None:
@@ -120,6 +121,7 @@ class TopicFollower:
             partitions=self.partitions,
             since=self.since,
             wait_s=self.poll_s,
+            gather=self.every_s > 0,
         )
 
     def _poll(self) -> list[Record]:
@@ -193,6 +195,7 @@ class TopicsFollower(TopicFollower):
             self.settings,
             {t: start for t, (_handle, start) in self.follows.items()},
             wait_s=self.poll_s,
+            gather=self.every_s > 0,
         )
 
     def _poll(self) -> dict[str, list[Record]]:  # type: ignore[override]

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from workbench.config import Settings
-from workbench.streams.clients import confluent_take
+from workbench.streams.clients import FETCH_MIN_BYTES, confluent_take
 from workbench.streams.records import Record
 
 log = logging.getLogger(__name__)
@@ -47,19 +47,22 @@ def open_follow_consumer(
     partitions: list[int] | None = None,
     since: datetime | None = None,
     wait_s: float = 0.5,
+    gather: bool = False,
 ) -> FollowConsumer:
     """A consumer of the topics in ``starts`` (topic → 'earliest' or 'latest').
 
     ``group_id``: one topic, as that group's share, from its committed offsets. ``partitions``:
     those of one topic, from the first record at or after ``since``. Otherwise every partition of
     each topic. ``wait_s``: how long the broker holds a fetch while there is nothing new (an
-    idle follower's round trips). Raises NoTopicYet while a topic does not exist (the caller
-    retries).
+    idle follower's round trips). ``gather``: the broker holds each fetch that long unless 64 KiB
+    are waiting (fewer, larger fetches for a follower that batches anyway). Raises NoTopicYet
+    while a topic does not exist (the caller retries).
     """
     if (group_id is not None or partitions is not None) and len(starts) != 1:
         raise ValueError("a group or chosen partitions follow exactly one topic")
     opener = _ConfluentFollow if settings.backend == "confluent" else _KafkaPythonFollow
-    return opener(settings, Plan(starts, group_id, partitions, since, wait_s))
+    min_bytes = FETCH_MIN_BYTES if gather else 1
+    return opener(settings, Plan(starts, group_id, partitions, since, wait_s, min_bytes))
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class Plan:
     partitions: list[int] | None
     since: datetime | None
     wait_s: float
+    min_bytes: int
 
 
 class _KafkaPythonFollow:
@@ -86,6 +90,7 @@ class _KafkaPythonFollow:
             auto_offset_reset=start,
             enable_auto_commit=False,
             fetch_max_wait_ms=int(plan.wait_s * 1000),
+            fetch_min_bytes=plan.min_bytes,
             metadata_max_age_ms=10_000,
             **settings.kafka_python_security(),
         )
@@ -143,6 +148,7 @@ class _ConfluentFollow:
                 "auto.offset.reset": start,
                 "enable.partition.eof": False,
                 "fetch.wait.max.ms": int(plan.wait_s * 1000),
+                "fetch.min.bytes": plan.min_bytes,
                 "topic.metadata.refresh.interval.ms": 10_000,
             }
         )
