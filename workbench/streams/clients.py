@@ -26,8 +26,8 @@ FETCH_WAIT_MS = 500
 """...or once the broker has held it this long: a slow stream is then handed over in batches
 about twice a second instead of 50 tiny ones, so the pipeline's CPU follows the data rate (a
 worker at 100 readings/s: 10.2 % of a core with a 250 ms hold, 6.5 % with this; `consume`
-before it, 47 % with a 20 ms one). The price is up to this much
-latency while the stream is slow."""
+before it, 47 % with a 20 ms one). The price is up to this much latency while the stream is
+slow."""
 # A killed worker's partitions move to the others after this long (clients default to 45 s).
 SESSION_TIMEOUT_MS = 10_000
 
