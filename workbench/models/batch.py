@@ -11,6 +11,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -67,9 +68,12 @@ class Columns:
         return located[1], located[2]
 
 
-_COMMON = operator.attrgetter("seq", "lat", "lon")
-_GETTERS = {t: operator.attrgetter(*m) for t, m in METRICS.items()}
+_COMMON = ("seq", "lat", "lon")
+_GETTERS = {t: operator.attrgetter(*_COMMON, *m) for t, m in METRICS.items()}
+"""One call per reading takes its common fields and metrics together."""
 _SIGNAL_COLUMNS = {t: [m.index(s) for s in SIGNALS[t]] for t, m in METRICS.items()}
+_TS = operator.attrgetter("ts")
+_ID = operator.attrgetter("device_id")
 
 
 def columnar(readings: Sequence[Reading]) -> dict[str, Columns]:
@@ -83,17 +87,18 @@ def columnar(readings: Sequence[Reading]) -> dict[str, Columns]:
         group.append(r)
     out = {}
     for tag, rs in groups.items():
-        common = np.array([_COMMON(r) for r in rs], dtype=np.float64).reshape(-1, 3)  # None: NaN
-        getter = _GETTERS[tag]
-        values = np.array([getter(r) for r in rs], dtype=np.float64).reshape(len(rs), -1)
+        n = len(rs)
+        table = np.array(list(map(_GETTERS[tag], rs)), dtype=np.float64)  # None: NaN
+        table = table.reshape(n, -1)
+        values = table[:, len(_COMMON) :]
         out[tag] = Columns(
             device_type=tag,
             readings=rs,
-            ids=[r.device_id for r in rs],
-            ts=np.array([r.ts.timestamp() for r in rs]),
-            seq=np.nan_to_num(common[:, 0], nan=-1.0).astype(np.int64),
-            lat=common[:, 1],
-            lon=common[:, 2],
+            ids=list(map(_ID, rs)),
+            ts=np.fromiter(map(datetime.timestamp, map(_TS, rs)), np.float64, n),
+            seq=np.nan_to_num(table[:, 0], nan=-1.0).astype(np.int64),
+            lat=table[:, 1],
+            lon=table[:, 2],
             values=values,
             signals=values[:, _SIGNAL_COLUMNS[tag]],
         )

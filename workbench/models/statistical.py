@@ -163,10 +163,12 @@ def robust_reference(
     due = (n > 0) & (since >= np.minimum(p.refresh, np.maximum(1, n // 4)))
     if due.any():
         refresh_rows = rows[due]
-        ring = table["ring"][refresh_rows]
         count = np.minimum(table["filled"][refresh_rows], p.window_size)
+        # A ring fills from its first slot, so past the longest count there is only NaN.
+        width = max(1, int(count.max()))
+        ring = table["ring"][refresh_rows, :, :width]
         med = middle(ring, count)
-        mad = middle(np.abs(ring - med[..., None]), count)
+        mad = middle(np.abs(ring - med[..., None].astype(ring.dtype)), count)
         floor = np.maximum(scale_floor(device_type), RELATIVE_FLOOR * np.abs(med))
         table["med"][refresh_rows] = med
         table["scale"][refresh_rows] = np.maximum(MAD_TO_SIGMA * mad, floor)

@@ -9,6 +9,7 @@ how far it advanced since the device was first seen, over how much of that devic
 from __future__ import annotations
 
 import copy
+import operator
 from collections import OrderedDict, defaultdict, deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,6 +19,16 @@ import numpy as np
 from workbench.profiles.active import active
 from workbench.profiles.model import Profiles
 from workbench.schema import Reading
+
+
+_TS = operator.attrgetter("ts")
+_ID = operator.attrgetter("device_id")
+
+
+def _as_floats(names: tuple[str, ...], got: object) -> dict[str, float]:
+    """An attrgetter's result (one value, or a tuple of several) as name → float."""
+    values = got if len(names) > 1 else (got,)
+    return {name: float(v) for name, v in zip(names, values, strict=True)}  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +99,14 @@ class RollingAggregates:
         by_type: dict[str, list[Reading]] = defaultdict(list)
         for r in readings:
             by_type[r.device_type].append(r)
-        newest = max(r.ts for r in readings)
+        newest = max(map(_TS, readings))
         latest = self.latest
-        for r in readings:
-            if r.device_id in latest or len(latest) < self.max_devices:
-                latest[r.device_id] = r
+        if len(latest) + len(readings) <= self.max_devices:
+            latest.update(zip(map(_ID, readings), readings))
+        else:
+            for r in readings:
+                if r.device_id in latest or len(latest) < self.max_devices:
+                    latest[r.device_id] = r
         for device_type, group in by_type.items():
             self._add_bucket(device_type, group)
             self._track_counters(self._counters[device_type], group)
@@ -101,30 +115,41 @@ class RollingAggregates:
                 buckets.popleft()
 
     def _add_bucket(self, device_type: str, group: list[Reading]) -> None:
-        sums, mins, maxs = {}, {}, {}
-        for metric in self._metrics[device_type]:
-            values = np.fromiter((getattr(r, metric) for r in group), float, len(group))
-            sums[metric], mins[metric], maxs[metric] = values.sum(), values.min(), values.max()
-        ts = max(r.ts for r in group)
+        metrics = self._metrics[device_type]
+        values = np.array(list(map(operator.attrgetter(*metrics), group)), dtype=np.float64)
+        values = values.reshape(len(group), len(metrics))
+        sums = dict(zip(metrics, values.sum(axis=0).tolist(), strict=True))
+        mins = dict(zip(metrics, values.min(axis=0).tolist(), strict=True))
+        maxs = dict(zip(metrics, values.max(axis=0).tolist(), strict=True))
+        ts = max(map(_TS, group))
         self._serial += 1
         self._buckets[device_type].append(_Bucket(ts, len(group), sums, mins, maxs, self._serial))
         devices = self._devices[device_type]
         if len(devices) < self.max_devices:
-            devices.update(r.device_id for r in group)
+            devices.update(map(_ID, group))
 
     def _track_counters(self, counters: tuple[str, ...], group: list[Reading]) -> None:
+        """Each device's run, from the batch's last reading of it (Kafka keeps a device's
+        readings in order; one older than the run's latest is passed over)."""
         if not counters:
             return
         runs = self._runs
-        for r in group:
-            values = {m: float(getattr(r, m)) for m in counters}
-            run = runs.get(r.device_id)
+        values = operator.attrgetter(*counters)
+        ids = list(map(_ID, group))
+        lasts = dict(zip(ids, group))
+        firsts = None
+        for device_id, r in lasts.items():
+            run = runs.get(device_id)
             if run is None:
+                if firsts is None:  # each device's first reading in the batch
+                    firsts = dict(zip(reversed(ids), reversed(group)))
                 if len(runs) >= self.max_devices:
                     runs.popitem(last=False)
-                runs[r.device_id] = CounterRun(r.device_type, r.ts, values, r.ts, values)
-            elif r.ts >= run.last_ts:
-                run.last_ts, run.last = r.ts, values
+                f = firsts[device_id]
+                first = _as_floats(counters, values(f))
+                runs[device_id] = run = CounterRun(r.device_type, f.ts, first, f.ts, first)
+            if r.ts >= run.last_ts:
+                run.last_ts, run.last = r.ts, _as_floats(counters, values(r))
 
     def counter_run(self, device_id: str) -> CounterRun | None:
         """The device's counters since first seen (None: it has none, or was evicted)."""
