@@ -73,3 +73,25 @@ def test_a_profiles_own_counters_and_binary_metrics_are_followed() -> None:
     assert (run.device_type, run.advance("volume"), run.hours) == ("meter", 12.5, 0.5)
     doors = agg.snapshot()["door"]
     assert doors["devices"] == 2 and doors["metrics"]["open"]["mean"] == 0.5  # share open
+
+
+def test_many_small_batches_fold_into_slots_with_exact_figures() -> None:
+    """A slow stream's batches, several a second for the whole window: the window is held as a
+    bounded number of buckets, and its figures are those of every reading in it."""
+    agg = RollingAggregates(window=timedelta(seconds=60))
+    powers = []
+    for step in range(600):  # ten batches a second for 60 s
+        power = 100.0 + (step * 37) % 250
+        powers.append(power)
+        agg.update([meter(1, step / 10, power, 10.0 + step)])
+    assert len(agg._buckets["smart_meter"]) <= 61
+    snap = agg.snapshot()["smart_meter"]
+    assert snap["readings"] == 600
+    assert snap["metrics"]["power"]["mean"] == pytest.approx(sum(powers) / 600)
+    assert snap["metrics"]["power"]["min"] == min(powers)
+    assert snap["metrics"]["power"]["max"] == max(powers)
+    recent, mark = agg.means_since(0)
+    assert recent["smart_meter"]["readings"] == 600
+    agg.update([meter(1, 60.1, 500.0, 700.0)])
+    recent, _ = agg.means_since(mark)
+    assert recent["smart_meter"]["readings"] == 1 and recent["smart_meter"]["means"]["power"] == 500

@@ -35,7 +35,15 @@ import numpy as np
 
 from workbench.models.base import check_range
 from workbench.models.batch import COUNTERS, Columns
-from workbench.models.detector import BASE_SCORE, MAX_DEVICES, Detector, Scores, calibrate, pick
+from workbench.models.detector import (
+    BASE_SCORE,
+    MAX_DEVICES,
+    Detector,
+    Scores,
+    calibrate,
+    nan_as,
+    pick,
+)
 from workbench.models.state import DeviceTable, Field
 from workbench.profiles.active import active
 
@@ -107,10 +115,10 @@ class CounterDetector(Detector):
         quantum = table["quantum"][rows]
         step = np.where(np.isnan(declared), quantum, declared)  # NaN until a first advance
         floor = step / (active().profiles.type(cols.device_type).interval_s / 3600.0)
-        usual = np.fmax(np.nan_to_num(table["rate"][rows], nan=np.inf), floor)
+        usual = np.fmax(nan_as(table["rate"][rows], np.inf), floor)
         usual = np.where(np.isnan(step), np.inf, usual)  # no step known yet: nothing is a surge
-        reset = np.nan_to_num(advance < -np.nan_to_num(step), nan=0.0).astype(bool)
-        fast = np.nan_to_num(rate >= self.factor * usual, nan=0.0).astype(bool)
+        reset = advance < -nan_as(step)  # False while NaN: no reading before
+        fast = rate >= self.factor * usual
         run = np.where(fast, table["run"][rows] + 1, 0)
         surging = (run >= self.min_readings) & (n >= self.min_history)[:, None]
         stat = np.where(surging, (rate / usual - 1.0) / (self.factor - 1.0), 0.0)
@@ -125,7 +133,7 @@ class CounterDetector(Detector):
             kept = np.where(n[:, None] >= self.min_history, np.minimum(rate, 1.5 * usual), rate)
             new = np.where(np.isnan(previous), kept, previous + alpha * (kept - previous))
             table["rate"][rows] = np.where(ok, new, previous)
-            moved = np.nan_to_num(advance, nan=0.0) > 0
+            moved = advance > 0
             table["quantum"][rows] = np.where(moved, np.fmin(quantum, advance), quantum)
             table["run"][rows] = run
             table["last"][rows] = x

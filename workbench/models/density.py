@@ -18,6 +18,9 @@ from workbench.models.forest import Fitted, FleetModelDetector
 
 MAX_CORE = 1024
 """Core samples kept for scoring (a random subset beyond this: queries stay fast)."""
+BRUTE_ROWS = 64
+"""Batches up to this many rows measure their distances to every core sample directly: a
+k-d tree query's fixed cost is most of a small batch's."""
 
 
 class DensityDetector(FleetModelDetector):
@@ -58,9 +61,13 @@ class DensityDetector(FleetModelDetector):
             core = np.zeros((1, rows.shape[1]))
         if len(core) > MAX_CORE:
             core = core[np.random.default_rng(0).choice(len(core), MAX_CORE, replace=False)]
-        return Fitted((KDTree(core), scale), self.eps, self.eps)
+        return Fitted((KDTree(core), scale, core, (core**2).sum(axis=1)), self.eps, self.eps)
 
     def _raw_scores(self, fitted: Fitted, features: np.ndarray) -> np.ndarray:
-        tree, scale = fitted.model
-        distance, _ = tree.query(features / scale, k=1)
-        return distance[:, 0]
+        tree, scale, core, core_sq = fitted.model
+        x = features / scale
+        if len(x) > BRUTE_ROWS:
+            distance, _ = tree.query(x, k=1)
+            return distance[:, 0]
+        squared = (x**2).sum(axis=1)[:, None] - 2.0 * (x @ core.T) + core_sq
+        return np.sqrt(np.maximum(squared.min(axis=1), 0.0))

@@ -15,7 +15,15 @@ import numpy as np
 
 from workbench.models.base import Finding, check_range
 from workbench.models.batch import SIGNALS, Columns
-from workbench.models.detector import BASE_SCORE, MAX_DEVICES, Detector, Scores, calibrate, pick
+from workbench.models.detector import (
+    BASE_SCORE,
+    MAX_DEVICES,
+    Detector,
+    Scores,
+    calibrate,
+    nan_as,
+    pick,
+)
 from workbench.models.state import DeviceTable, Field
 from workbench.models.statistical import robust_fields, robust_learn, robust_reference
 from workbench.profiles.active import active
@@ -134,7 +142,7 @@ class DropoutDetector(Detector):
         gap = ts - last_ts
         with np.errstate(invalid="ignore", divide="ignore"):
             by_time = np.where(np.isnan(usual), 0.0, np.rint(gap / usual) - 1.0)
-        missing = np.maximum(by_seq, np.nan_to_num(by_time))
+        missing = np.maximum(by_seq, nan_as(by_time))
         score = calibrate(missing / self.min_missing)
         if learn:
             in_step = (known & (seq == last_seq + 1)) | (unnumbered & (gap <= 1.5 * usual))
@@ -166,7 +174,7 @@ class DropoutDetector(Detector):
             interval = np.where(np.isnan(interval) & (table["seq"][:size] < 0), declared, interval)
             with np.errstate(invalid="ignore"):
                 missing = np.floor((at - table["ts"][:size]) / interval) - 1.0
-            silent = current & (np.nan_to_num(missing) >= self.min_missing)
+            silent = current & (missing >= self.min_missing)  # NaN: never heard of
             if once:
                 silent &= table["told"][:size] != table["ts"][:size]
                 table["told"][:size][silent] = table["ts"][:size][silent]
@@ -259,7 +267,7 @@ class ShiftDetector(Detector):
         z = (recent - med[..., None]) / scale[..., None]  # (devices, metrics, keep), oldest first
         last = z[..., -self.short :]
         side = np.sign(last[..., -1:])
-        shift = np.nan_to_num(np.min(last * side, axis=2))
+        shift = nan_as(np.min(last * side, axis=2))
         tail = z[..., -self.trend :]
         t = np.arange(self.trend) - (self.trend - 1) / 2.0
         slope = np.sum(tail * t, axis=2) / np.sum(t * t)
@@ -268,7 +276,7 @@ class ShiftDetector(Detector):
         rise = np.abs(slope) * (self.trend - 1)
         away = np.minimum(rise, np.abs(z[..., -1]))
         linear = (wobble < 0.25 * rise) & (np.sign(slope) == side[..., 0])
-        drifting = np.nan_to_num(np.where(linear, away, 0.0))
+        drifting = nan_as(np.where(linear, away, 0.0))
         stat = np.maximum(shift, drifting)
         best = np.argmax(stat, axis=1)
         score = np.where(ready, calibrate(pick(stat, best) / self.z_threshold), 0.0)
@@ -334,10 +342,10 @@ class NoiseBurstDetector(Detector):
         self, table: DeviceTable, rows: np.ndarray, cols: Columns, sel: np.ndarray, learn: bool
     ) -> Scores:
         x = cols.signals[sel]
-        step = np.nan_to_num(x - table["last"][rows])
+        step = nan_as(x - table["last"][rows])
         typical = table["typical"][rows]
         floor = _steps(cols.device_type)
-        unit = np.maximum(np.nan_to_num(typical, nan=np.inf), floor)
+        unit = np.maximum(nan_as(typical, np.inf), floor)
         steps = np.concatenate([table["steps"][rows][..., 1:], step[..., None]], axis=2)
         units = steps / unit[..., None]
         third = -np.partition(-np.abs(units), 2, axis=2)[..., 2]

@@ -9,6 +9,7 @@ how far it advanced since the device was first seen, over how much of that devic
 from __future__ import annotations
 
 import copy
+import itertools
 import operator
 from collections import OrderedDict, defaultdict, deque
 from dataclasses import dataclass
@@ -20,7 +21,6 @@ from workbench.profiles.active import active
 from workbench.profiles.model import Profiles
 from workbench.schema import Reading
 
-
 _TS = operator.attrgetter("ts")
 _ID = operator.attrgetter("device_id")
 
@@ -31,6 +31,13 @@ def _as_floats(names: tuple[str, ...], got: object) -> dict[str, float]:
     return {name: float(v) for name, v in zip(names, values, strict=True)}  # type: ignore[arg-type]
 
 
+SLOTS = 60
+"""The window is held as at most about this many buckets per type, one per slot of data time
+(5 s of a 5-minute window), so what a snapshot costs does not grow with the batch rate."""
+RECENT_BATCHES = 1_000
+"""Batches per type kept for ``means_since`` (its caller asks about once a second)."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Bucket:
     ts: datetime
@@ -39,7 +46,18 @@ class _Bucket:
     mins: dict[str, float]
     maxs: dict[str, float]
     serial: int = 0
-    """Buckets are numbered in the order they were added (``means_since``)."""
+    """Batches are numbered in the order they were added (``means_since``)."""
+
+    def merged(self, other: _Bucket) -> _Bucket:
+        """This bucket with ``other``'s readings folded in."""
+        return _Bucket(
+            max(self.ts, other.ts),
+            self.count + other.count,
+            {m: v + other.sums[m] for m, v in self.sums.items()},
+            {m: min(v, other.mins[m]) for m, v in self.mins.items()},
+            {m: max(v, other.maxs[m]) for m, v in self.maxs.items()},
+            other.serial,
+        )
 
 
 @dataclass(slots=True)
@@ -85,6 +103,10 @@ class RollingAggregates:
         self._metrics = self.profiles.metrics
         self._counters = {t.name: t.of_kind("counter") for t in self.profiles.types}
         self._buckets: dict[str, deque[_Bucket]] = defaultdict(deque)
+        """Per type, the window's buckets, one per slot of data time."""
+        self._slot_s = window.total_seconds() / SLOTS
+        self._batches: dict[str, deque[_Bucket]] = defaultdict(lambda: deque(maxlen=RECENT_BATCHES))
+        """Per type, its latest batches, one bucket each (``means_since``)."""
         self._runs: OrderedDict[str, CounterRun] = OrderedDict()
         """device id → its counters' run, for devices of a type with counter metrics."""
         self._devices: dict[str, set[str]] = defaultdict(set)
@@ -102,7 +124,7 @@ class RollingAggregates:
         newest = max(map(_TS, readings))
         latest = self.latest
         if len(latest) + len(readings) <= self.max_devices:
-            latest.update(zip(map(_ID, readings), readings))
+            latest.update(zip(map(_ID, readings), readings, strict=True))
         else:
             for r in readings:
                 if r.device_id in latest or len(latest) < self.max_devices:
@@ -121,9 +143,15 @@ class RollingAggregates:
         sums = dict(zip(metrics, values.sum(axis=0).tolist(), strict=True))
         mins = dict(zip(metrics, values.min(axis=0).tolist(), strict=True))
         maxs = dict(zip(metrics, values.max(axis=0).tolist(), strict=True))
-        ts = max(map(_TS, group))
         self._serial += 1
-        self._buckets[device_type].append(_Bucket(ts, len(group), sums, mins, maxs, self._serial))
+        batch = _Bucket(max(map(_TS, group)), len(group), sums, mins, maxs, self._serial)
+        self._batches[device_type].append(batch)
+        buckets = self._buckets[device_type]
+        slot = self._slot_s
+        if buckets and buckets[-1].ts.timestamp() // slot == batch.ts.timestamp() // slot:
+            buckets[-1] = buckets[-1].merged(batch)
+        else:
+            buckets.append(batch)
         devices = self._devices[device_type]
         if len(devices) < self.max_devices:
             devices.update(map(_ID, group))
@@ -136,13 +164,13 @@ class RollingAggregates:
         runs = self._runs
         values = operator.attrgetter(*counters)
         ids = list(map(_ID, group))
-        lasts = dict(zip(ids, group))
+        lasts = dict(zip(ids, group, strict=True))
         firsts = None
         for device_id, r in lasts.items():
             run = runs.get(device_id)
             if run is None:
                 if firsts is None:  # each device's first reading in the batch
-                    firsts = dict(zip(reversed(ids), reversed(group)))
+                    firsts = dict(zip(reversed(ids), reversed(group), strict=True))
                 if len(runs) >= self.max_devices:
                     runs.popitem(last=False)
                 f = firsts[device_id]
@@ -156,11 +184,11 @@ class RollingAggregates:
         return self._runs.get(device_id)
 
     def means_since(self, serial: int) -> tuple[dict[str, dict[str, object]], int]:
-        """Per device type, the readings and metric means of the batches added after bucket
+        """Per device type, the readings and metric means of the batches added after batch
         ``serial`` (with the latest data time among them), and the serial to ask from next."""
         out: dict[str, dict[str, object]] = {}
-        for device_type, buckets in self._buckets.items():
-            fresh = [b for b in reversed(buckets) if b.serial > serial]
+        for device_type, batches in self._batches.items():
+            fresh = list(itertools.takewhile(lambda b: b.serial > serial, reversed(batches)))
             count = sum(b.count for b in fresh)
             if not count:
                 continue

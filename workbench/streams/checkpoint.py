@@ -25,7 +25,7 @@ from workbench.alerts.model import Alert
 from workbench.config import TOPIC_CHANGELOG, TOPIC_DEVICES, Settings
 from workbench.models import snapshot
 from workbench.models.ensemble import EnsembleDetector
-from workbench.streams.clients import ProducerBackend, deliver
+from workbench.streams.clients import ProducerBackend, deliver_many
 from workbench.streams.detect import DetectionStage
 from workbench.streams.records import read_partitions
 from workbench.streams.validate import ReadingBatch
@@ -192,17 +192,22 @@ class Checkpointer:
             entry = self.ledger.get(device_id)
             if entry is not None and entry.partition in offsets:
                 by_partition.setdefault(entry.partition, []).append(device_id)
+        changed: list[tuple[str, int | None, Iterable[tuple[bytes, bytes, None]]]] = []
         for partition, device_ids in by_partition.items():
             incidents = self.stage.manager.incidents(set(device_ids))
-            deliver(self.producer, self.topic, self._records(device_ids, incidents), partition)
+            changed.append((self.topic, partition, list(self._records(device_ids, incidents))))
             if self.devices_topic is not None:
-                statuses = self._statuses(device_ids, incidents)
-                deliver(self.producer, self.devices_topic, statuses)
+                statuses = list(self._statuses(device_ids, incidents))
+                changed.append((self.devices_topic, None, statuses))
+        deliver_many(self.producer, changed)  # all state on the broker before any marker
+        for device_ids in by_partition.values():
             self._dirty.difference_update(device_ids)
         now = time.time()
+        markers = []
         for partition, offset in offsets.items():
             marker = _encode(Marker(offset=offset, worker=self.worker, at=now))
-            deliver(self.producer, self.topic, [(MARKER, marker, None)], partition)
+            markers.append((self.topic, partition, [(MARKER, marker, None)]))
+        deliver_many(self.producer, markers)
 
     def _records(
         self, device_ids: list[str], incidents: dict[str, list[tuple[Alert, datetime | None]]]

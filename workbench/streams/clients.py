@@ -540,28 +540,42 @@ class ConfluentProducer:
         return self._counts.of(topic)
 
 
+Messages = Iterable[tuple[bytes | None, bytes, Sequence[tuple[str, bytes]] | None]]
+"""(key, value, headers) of each message."""
+
+
 def deliver(
-    producer: ProducerBackend,
-    topic: str,
-    messages: Iterable[tuple[bytes | None, bytes, Sequence[tuple[str, bytes]] | None]],
-    partition: int | None = None,
+    producer: ProducerBackend, topic: str, messages: Messages, partition: int | None = None
 ) -> int:
     """Send (key, value, headers) messages (to ``partition``, or by key) and wait until the
     broker has them all.
 
     Used before committing offsets: raises if the broker refused any, so nothing is lost.
     """
-    failed_before = producer.deliveries(topic).failed
-    where = {} if partition is None else {"partition": partition}
+    return deliver_many(producer, [(topic, partition, messages)])
+
+
+def deliver_many(
+    producer: ProducerBackend, groups: Iterable[tuple[str, int | None, Messages]]
+) -> int:
+    """``deliver`` for several (topic, partition or None, messages) groups with one wait."""
+    topics: set[str] = set()
+    failed_before: dict[str, int] = {}
     n = 0
-    for key, value, headers in messages:
-        producer.send(topic, value, key=key, headers=headers, **where)
-        n += 1
+    for topic, partition, messages in groups:
+        if topic not in failed_before:
+            failed_before[topic] = producer.deliveries(topic).failed
+        where = {} if partition is None else {"partition": partition}
+        for key, value, headers in messages:
+            producer.send(topic, value, key=key, headers=headers, **where)
+            topics.add(topic)
+            n += 1
     if n:
         producer.flush()
-        refused = producer.deliveries(topic).failed - failed_before
-        if refused:
-            raise RuntimeError(f"the broker refused {refused} of {n} messages to {topic}")
+        for topic in sorted(topics):
+            refused = producer.deliveries(topic).failed - failed_before[topic]
+            if refused:
+                raise RuntimeError(f"the broker refused {refused} of {n} messages to {topic}")
     return n
 
 
