@@ -29,6 +29,7 @@ is not in a "surge" the moment it moves.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -51,13 +52,17 @@ RESET_RATIO = 4.0
 """A reset scores as a rate this many times past the surge factor: it is never ordinary."""
 
 
+@functools.cache
 def _sign_and_resolution(device_type: str) -> tuple[np.ndarray, np.ndarray]:
     """+1 for counters that rise and −1 for those that fall; their declared resolutions (NaN:
-    not declared)."""
+    not declared). Read-only, worked out once."""
     kind = active().profiles.type(device_type)
     metrics = [kind.metric(name) for name in COUNTERS[device_type]]
     sign = np.array([1.0 if m.direction == "rises" else -1.0 for m in metrics])
-    return sign, np.array([m.resolution or np.nan for m in metrics])
+    resolution = np.array([m.resolution or np.nan for m in metrics])
+    sign.setflags(write=False)
+    resolution.setflags(write=False)
+    return sign, resolution
 
 
 class CounterDetector(Detector):

@@ -172,7 +172,8 @@ class FleetModelDetector(Detector):
         """Add feature rows to the training window; start a refit when one is due."""
         global _rest_until
         size = len(model.rows)
-        for chunk in np.array_split(features, max(1, -(-len(features) // size))):
+        for start in range(0, len(features), size):
+            chunk = features[start : start + size]
             at = (model.stored + np.arange(len(chunk))) % size
             model.rows[at] = chunk
             model.stored += len(chunk)

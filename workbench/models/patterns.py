@@ -8,6 +8,7 @@ devices, bounded per-device state, a score of 0.1 at each detector's own trigger
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -371,10 +372,14 @@ class NoiseBurstDetector(Detector):
         return Scores(score, best, pick(x, best), previous - reach, previous + reach, self.kind)
 
 
+@functools.cache
 def _steps(device_type: str) -> np.ndarray:
-    """The smallest typical reading-to-reading change of each signal: its declared resolution."""
+    """The smallest typical reading-to-reading change of each signal: its declared resolution
+    (read-only, worked out once)."""
     kind = active().profiles.type(device_type)
-    return np.array([kind.metric(m).step for m in SIGNALS[device_type]])
+    steps = np.array([kind.metric(m).step for m in SIGNALS[device_type]])
+    steps.setflags(write=False)
+    return steps
 
 
 def haversine_km(

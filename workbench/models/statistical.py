@@ -3,6 +3,7 @@ for young devices), the EWMA state, and the robust z-score and EWMA detectors bu
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -39,10 +40,14 @@ PRIOR_READY = 3
 """Readings a young device needs (a median of three resists one odd value) to be scored."""
 
 
+@functools.cache
 def scale_floor(device_type: str) -> np.ndarray:
-    """The minimal spread of each scored metric of a device type."""
+    """The minimal spread of each scored metric of a device type (read-only; the process's
+    profiles do not change, so it is worked out once)."""
     kind = active().profiles.type(device_type)
-    return np.array([SCALE_FLOOR * kind.metric(m).step for m in SIGNALS[device_type]])
+    floor = np.array([SCALE_FLOOR * kind.metric(m).step for m in SIGNALS[device_type]])
+    floor.setflags(write=False)
+    return floor
 
 
 class RobustZDetector(Detector):
