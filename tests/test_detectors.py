@@ -26,6 +26,7 @@ from workbench.models import (
     StuckDetector,
 )
 from workbench.models.base import Finding
+from workbench.models.density import BRUTE_ROWS
 from workbench.models.explain import explain
 from workbench.models.forest import FlatForest
 from workbench.schema import EnvSensor, SmartMeter
@@ -246,6 +247,18 @@ def test_flat_forest_scores_exactly_like_scikit_learn() -> None:
     model = ForestDetector(background=False)._fit(rows).model[0]
     probe = rng.normal(size=(300, 3)) * 4
     assert np.allclose(FlatForest(model).score(probe), -model.score_samples(probe), atol=1e-12)
+
+
+def test_density_scores_small_batches_directly_as_its_k_d_tree_does() -> None:
+    rng = np.random.default_rng(9)
+    detector = DensityDetector(background=False)
+    fitted = detector._fit(rng.normal(size=(2048, 3)))
+    probe = rng.normal(size=(BRUTE_ROWS + 40, 3)) * 3
+    whole = detector._raw_scores(fitted, probe)  # past BRUTE_ROWS: the k-d tree
+    small = np.concatenate(
+        [detector._raw_scores(fitted, probe[i : i + 8]) for i in range(0, len(probe), 8)]
+    )
+    assert np.allclose(small, whole, atol=1e-9) and whole.max() > detector.eps
 
 
 def test_novelty_component_runs_the_nab_detector_per_device_and_metric() -> None:
