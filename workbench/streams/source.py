@@ -46,8 +46,8 @@ MAX_BATCH = 50_000
 """Most records per poll and batch. A backlog is read in batches this large because detection
 pays a fixed cost per *round* (each device's k-th reading of a batch): a 10,000-record poll is
 mostly one partition's, every device in it some six times over, so its rounds are small. At
-50,000 they hold every device of the batch (measured in-process, 10,000 devices: 40k → 54k
-readings/s). A live stream's batches are what one held fetch brings, far fewer."""
+50,000 a round holds each device of several partitions (measured in-process, 10,000 devices:
+40k → 54k readings/s). A live stream's batches are what one held fetch brings, far fewer."""
 
 
 class PartitionOwner(Protocol):
