@@ -25,7 +25,7 @@ from workbench.alerts.model import Alert
 from workbench.config import TOPIC_CHANGELOG, TOPIC_DEVICES, Settings
 from workbench.models import snapshot
 from workbench.models.ensemble import EnsembleDetector
-from workbench.streams.clients import ProducerBackend, deliver_many
+from workbench.streams.clients import Messages, ProducerBackend, deliver_many
 from workbench.streams.detect import DetectionStage
 from workbench.streams.records import read_partitions
 from workbench.streams.validate import ReadingBatch
@@ -192,7 +192,7 @@ class Checkpointer:
             entry = self.ledger.get(device_id)
             if entry is not None and entry.partition in offsets:
                 by_partition.setdefault(entry.partition, []).append(device_id)
-        changed: list[tuple[str, int | None, Iterable[tuple[bytes, bytes, None]]]] = []
+        changed: list[tuple[str, int | None, Messages]] = []
         for partition, device_ids in by_partition.items():
             incidents = self.stage.manager.incidents(set(device_ids))
             changed.append((self.topic, partition, list(self._records(device_ids, incidents))))

@@ -559,7 +559,6 @@ def deliver_many(
     producer: ProducerBackend, groups: Iterable[tuple[str, int | None, Messages]]
 ) -> int:
     """``deliver`` for several (topic, partition or None, messages) groups with one wait."""
-    topics: set[str] = set()
     failed_before: dict[str, int] = {}
     n = 0
     for topic, partition, messages in groups:
@@ -568,12 +567,11 @@ def deliver_many(
         where = {} if partition is None else {"partition": partition}
         for key, value, headers in messages:
             producer.send(topic, value, key=key, headers=headers, **where)
-            topics.add(topic)
             n += 1
     if n:
         producer.flush()
-        for topic in sorted(topics):
-            refused = producer.deliveries(topic).failed - failed_before[topic]
+        for topic, before in failed_before.items():
+            refused = producer.deliveries(topic).failed - before
             if refused:
                 raise RuntimeError(f"the broker refused {refused} of {n} messages to {topic}")
     return n
