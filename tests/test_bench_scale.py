@@ -17,14 +17,14 @@ pytestmark = pytest.mark.kafka
 def test_bench_scale_measures_workers_with_full_detection_and_checks_the_targets(
     kafka: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["--workers", "1", "--readings", "20000", "--devices", "2000"]
+    args = ["--workers", "1", "--readings", "150000", "--devices", "3000"]
     args += ["--rates", "500", "--seconds", "4"]
     code = main(["bench", "scale", "--bootstrap-servers", kafka.bootstrap, *args, "--json"])
     figures = json.loads(capsys.readouterr().out)
     assert figures["raw_client_readings_per_s"] > 0
     (row,) = figures["workers"]
     assert row["workers"] == 1 and 0 < row["readings_per_s"] < figures["raw_client_readings_per_s"]
-    assert 0 < row["measured_readings"] <= 20_000 and row["measured_s"] > 0
+    assert 75_000 <= row["measured_readings"] <= 150_000 and row["measured_s"] > 0
     (latency,) = row["latency"]
     assert latency["offered_readings_per_s"] == 500
     assert 250 <= latency["handled_readings_per_s"] <= 750

@@ -43,6 +43,10 @@ SCALING_TARGET = 1.7
 SETTLE_TIMEOUT_S = 120.0
 
 
+class BacklogTooSmall(ValueError):
+    """The pre-filled topic was mostly handled before the group settled: no rate to measure."""
+
+
 def _fill(settings: Settings, topic: str, count: int, devices: int) -> None:
     """``count`` unique simulated readings (``devices`` devices, times up to now) on ``topic``."""
     from workbench.schema import encode
@@ -122,6 +126,12 @@ def _throughput(
     try:
         names = wait_settled(supervisor, figures)
         began, done_from = time.monotonic(), sum(f["pipeline"]["total"] for f in figures.of(names))
+        if done_from > count / 2:
+            raise BacklogTooSmall(
+                f"{workers} worker(s) handled {done_from:,} of the {count:,} readings before every "
+                f"worker owned partitions, so what is left is too little to time; offer at least "
+                f"{4 * done_from:,} readings (--readings)"
+            )
         cpu = supervisor.cpu_shares()  # from here on
         total = done_from
         while total < 0.95 * count:
