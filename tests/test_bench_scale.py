@@ -24,7 +24,7 @@ def test_bench_scale_measures_workers_with_full_detection_and_checks_the_targets
     assert figures["raw_client_readings_per_s"] > 0
     (row,) = figures["workers"]
     assert row["workers"] == 1 and 0 < row["readings_per_s"] < figures["raw_client_readings_per_s"]
-    assert 75_000 <= row["measured_readings"] <= 150_000 and row["measured_s"] > 0
+    assert 37_500 <= row["measured_readings"] <= 150_000 and row["measured_s"] > 0
     (latency,) = row["latency"]
     assert latency["offered_readings_per_s"] == 500
     assert 250 <= latency["handled_readings_per_s"] <= 750

@@ -46,7 +46,7 @@ SMALL: dict[str, str] = {
     "bench dashboard": "--rates 200 --seconds 3",
     "bench serve": "--clients 2 --rate 200 --devices 20 --seconds 2 --warmup 1",
     "bench fuzz": "--count 500",
-    "bench scale": "--workers 1 --readings 5000 --devices 500 --rates",  # no latency runs
+    "bench scale": "--workers 1 --readings 150000 --devices 3000 --rates",  # no latency
     "bench viewers": "--viewers 1 --rate 200 --seconds 3",
     "eval simulator": "--devices 10 --rate 20 --duration 60",
     "eval nab": "",  # data and out are made per run

@@ -1,5 +1,6 @@
-"""The dashboard's truth feed on the real broker: it waits for a truth topic that no simulator
-has made yet, then reads what is published from then on, and skips what it cannot decode."""
+"""The dashboard's truth feed on the real broker: the session's other topics flow while no
+simulator has made the truth topic yet; once it is made, every truth in it is read, and what
+cannot be decoded is skipped."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import pytest
 from workbench.config import BACKENDS, Settings
 from workbench.simulator.anomalies import Truth, encode_truth
 from workbench.streams.clients import make_producer
+from workbench.streams.follow import TopicsFollower
+from workbench.streams.follow_clients import LOOK_AGAIN_S
+from workbench.streams.records import Record
 from workbench.streams.topics import ensure_topics
 from workbench.ui.truth import TruthFeed
 
@@ -25,38 +29,43 @@ def _truth(n: int) -> Truth:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_the_truth_feed_waits_for_its_topic_then_reads_new_truths(
+def test_views_flow_without_a_truth_topic_and_read_all_of_it_once_made(
     kafka: Settings, backend: str
 ) -> None:
     settings = kafka.with_(backend=backend)
-    topic = f"test.truth.{uuid.uuid4().hex[:6]}"
+    tag = uuid.uuid4().hex[:6]
+    alerts, truth = f"test.alerts.{tag}", f"test.truth.{tag}"
+    ensure_topics(settings, {alerts: 1})
+    feed, seen = TruthFeed(), []
 
-    async def run() -> list[str]:
-        feed = TruthFeed(settings, topic)
-        feed.start()
+    async def take(records: list[Record]) -> None:
+        seen.extend(r.value for r in records)
+
+    async def until(done: object, seconds: float) -> None:
+        for _ in range(int(seconds / 0.1)):
+            if done():
+                return
+            await asyncio.sleep(0.1)
+
+    async def run() -> None:
+        follows = {alerts: (take, "earliest"), truth: (feed.take, "latest")}
+        follower = TopicsFollower(settings, follows, poll_s=0.2, optional=frozenset({truth}))
+        follower.start()
+        producer = make_producer(settings, client_id="test-truth")
         try:
-            await asyncio.sleep(1.0)  # following a topic that is not there yet
-            await asyncio.to_thread(ensure_topics, settings, {topic: 1})
-            producer = make_producer(settings, client_id="test-truth")
-            for _ in range(120):  # up to 30 s: until the feed is at the topic's end
-                producer.send(topic, encode_truth(_truth(0)))
-                producer.flush(10)
-                if feed.truths:
-                    break
-                await asyncio.sleep(0.25)
-            producer.send(topic, b"not a truth")
-            for n in (1, 2):
-                producer.send(topic, encode_truth(_truth(n)))
+            producer.send(alerts, b"an alert")
             producer.flush(10)
-            producer.close()
-            for _ in range(120):
-                if feed.truths and feed.truths[-1].anomaly_id == "a2":
-                    break
-                await asyncio.sleep(0.25)
+            await until(lambda: seen, 30)
+            assert seen == [b"an alert"], "the views waited for the truth topic"
+            await asyncio.to_thread(ensure_topics, settings, {truth: 1})
+            producer.send(truth, encode_truth(_truth(1)))  # before the follower found it
+            producer.send(truth, b"not a truth")
+            producer.send(truth, encode_truth(_truth(2)))
+            producer.flush(10)
+            await until(lambda: len(feed.truths) >= 2, LOOK_AGAIN_S + 20)
         finally:
-            await feed.stop()
-        return [t.anomaly_id for t in feed.truths]
+            producer.close()
+            await follower.stop()
 
-    seen = asyncio.run(run())
-    assert seen[-2:] == ["a1", "a2"]  # the malformed record between them is skipped
-    assert set(seen[:-2]) == {"a0"}
+    asyncio.run(run())
+    assert [t.anomaly_id for t in feed.truths] == ["a1", "a2"]  # the malformed one skipped

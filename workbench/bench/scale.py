@@ -126,11 +126,11 @@ def _throughput(
     try:
         names = wait_settled(supervisor, figures)
         began, done_from = time.monotonic(), sum(f["pipeline"]["total"] for f in figures.of(names))
-        if done_from > count / 2:
+        if count - done_from < count / 4:
             raise BacklogTooSmall(
                 f"{workers} worker(s) handled {done_from:,} of the {count:,} readings before every "
                 f"worker owned partitions, so what is left is too little to time; offer at least "
-                f"{4 * done_from:,} readings (--readings)"
+                f"{2 * done_from:,} readings (--readings)"
             )
         cpu = supervisor.cpu_shares()  # from here on
         total = done_from

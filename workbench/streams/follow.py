@@ -179,9 +179,11 @@ class TopicsFollower(TopicFollower):
         follows: dict[str, tuple[Handler, str]],
         poll_s: float = 0.5,
         every_s: float = 0.0,
+        optional: frozenset[str] = frozenset(),
     ) -> None:
         """``follows``: topic → (its handler, 'earliest' or 'latest'); ``every_s`` as for
-        ``TopicFollower``."""
+        ``TopicFollower``. ``optional``: topics the others need not wait for (a fleet with no
+        simulator has no truth topic); each is read once it is made."""
         for topic, (_handle, start) in follows.items():
             if start not in ("earliest", "latest"):
                 raise ValueError(f"{topic}: start={start!r}: choose 'earliest' or 'latest'")
@@ -189,6 +191,7 @@ class TopicsFollower(TopicFollower):
             settings, "+".join(follows), self._dispatch, poll_s=poll_s, every_s=every_s
         )
         self.follows = follows
+        self.optional = optional
 
     def _open(self) -> FollowConsumer:
         return open_follow_consumer(
@@ -196,6 +199,7 @@ class TopicsFollower(TopicFollower):
             {t: start for t, (_handle, start) in self.follows.items()},
             wait_s=self.poll_s,
             gather=self.every_s > 0,
+            optional=self.optional,
         )
 
     def _poll(self) -> dict[str, list[Record]]:  # type: ignore[override]

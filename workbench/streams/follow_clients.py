@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -21,6 +22,8 @@ from workbench.streams.records import Record
 log = logging.getLogger(__name__)
 MAX_RECORDS = 5000
 """Most records one poll hands over."""
+LOOK_AGAIN_S = 5.0
+"""How often a follower asks whether an optional topic it lacks has been made."""
 
 
 class NoTopicYet(LookupError):
@@ -48,6 +51,7 @@ def open_follow_consumer(
     since: datetime | None = None,
     wait_s: float = 0.5,
     gather: bool = False,
+    optional: frozenset[str] = frozenset(),
 ) -> FollowConsumer:
     """A consumer of the topics in ``starts`` (topic → 'earliest' or 'latest').
 
@@ -56,13 +60,15 @@ def open_follow_consumer(
     each topic. ``wait_s``: how long the broker holds a fetch while there is nothing new (an
     idle follower's round trips). ``gather``: the broker holds each fetch that long unless 64 KiB
     are waiting (fewer, larger fetches for a follower that batches anyway). Raises NoTopicYet
-    while a topic does not exist (the caller retries).
+    while a topic does not exist (the caller retries), unless it is one of the ``optional``
+    whole topics: those are read, from their beginning, once they are made (only records
+    produced since the follower began can be in them).
     """
     if (group_id is not None or partitions is not None) and len(starts) != 1:
         raise ValueError("a group or chosen partitions follow exactly one topic")
     opener = _ConfluentFollow if settings.backend == "confluent" else _KafkaPythonFollow
     min_bytes = FETCH_MIN_BYTES if gather else 1
-    return opener(settings, Plan(starts, group_id, partitions, since, wait_s, min_bytes))
+    return opener(settings, Plan(starts, group_id, partitions, since, wait_s, min_bytes, optional))
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,29 @@ class Plan:
     since: datetime | None
     wait_s: float
     min_bytes: int
+    optional: frozenset[str] = frozenset()
+
+
+class _Lacking:
+    """The optional topics a whole-topic follower lacks, looked for again every LOOK_AGAIN_S."""
+
+    def __init__(self, found: dict[str, Any], plan: Plan) -> None:
+        _check_found({t: parts for t, parts in found.items() if t not in plan.optional})
+        self.topics = [t for t, parts in found.items() if not parts]
+        self._looked = time.monotonic()
+
+    def due(self) -> bool:
+        """True when some topic is lacking and it is time to look again."""
+        if not self.topics or time.monotonic() - self._looked < LOOK_AGAIN_S:
+            return False
+        self._looked = time.monotonic()
+        return True
+
+    def made(self, found: dict[str, Any]) -> list[str]:
+        """Those lacking that ``found`` (topic → its partitions or nothing) now has."""
+        made = [t for t in self.topics if found.get(t)]
+        self.topics = [t for t in self.topics if t not in made]
+        return made
 
 
 class _KafkaPythonFollow:
@@ -83,6 +112,7 @@ class _KafkaPythonFollow:
 
         (topic, start), *_ = plan.starts.items()
         whole = plan.group_id is None and plan.partitions is None and len(plan.starts) > 1
+        self._lacking = _Lacking({}, plan)
         self._consumer = consumer = KafkaConsumer(
             *(() if whole or plan.partitions is not None else (topic,)),
             bootstrap_servers=settings.bootstrap,
@@ -105,19 +135,27 @@ class _KafkaPythonFollow:
                         consumer.seek(tp, ends[tp] if found[tp] is None else found[tp].offset)
             elif whole:
                 found = {t: consumer.partitions_for_topic(t) for t in plan.starts}
-                _check_found(found)
-                by_topic = {
-                    t: [TopicPartition(t, p) for p in sorted(ps)] for t, ps in found.items()
-                }
-                consumer.assign([tp for tps in by_topic.values() for tp in tps])
-                for t, tps in by_topic.items():
-                    latest = plan.starts[t] == "latest"
-                    (consumer.seek_to_end if latest else consumer.seek_to_beginning)(*tps)
+                self._lacking = _Lacking(found, plan)
+                self._adopt({t: ps for t, ps in found.items() if ps}, plan.starts)
         except Exception:
             consumer.close()
             raise
 
+    def _adopt(self, found: dict[str, set[int]], starts: dict[str, str]) -> None:
+        """Add these topics' partitions to the assignment, each read from its start."""
+        from kafka import TopicPartition
+
+        by_topic = {t: [TopicPartition(t, p) for p in sorted(ps)] for t, ps in found.items()}
+        held = list(self._consumer.assignment())
+        self._consumer.assign(held + [tp for tps in by_topic.values() for tp in tps])
+        for t, tps in by_topic.items():
+            latest = starts.get(t) == "latest"
+            (self._consumer.seek_to_end if latest else self._consumer.seek_to_beginning)(*tps)
+
     def poll(self, timeout_s: float) -> dict[str, list[Record]]:
+        if self._lacking.due():
+            found = {t: self._consumer.partitions_for_topic(t) for t in self._lacking.topics}
+            self._adopt({t: found[t] for t in self._lacking.made(found)}, {})  # all of it new
         polled = self._consumer.poll(int(timeout_s * 1000), max_records=MAX_RECORDS)
         out: dict[str, list[Record]] = {}
         for tp, batch in polled.items():
@@ -139,6 +177,7 @@ class _ConfluentFollow:
         from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 
         (topic, start), *_ = plan.starts.items()
+        self._lacking = _Lacking({}, plan)
         self._consumer = consumer = Consumer(
             {
                 "bootstrap.servers": settings.bootstrap,
@@ -157,15 +196,14 @@ class _ConfluentFollow:
                 consumer.subscribe([topic])
                 return
             if plan.partitions is None:
-                metadata = consumer.list_topics(timeout=10).topics
-                found = {t: metadata[t].partitions if t in metadata else None for t in plan.starts}
-                _check_found(found)
+                found = self._partitions(plan.starts)
+                self._lacking = _Lacking(found, plan)
                 end = {"earliest": OFFSET_BEGINNING, "latest": OFFSET_END}
                 consumer.assign(
                     [
                         TopicPartition(t, p, end[start_t])
                         for t, start_t in plan.starts.items()
-                        for p in sorted(found[t])
+                        for p in sorted(found[t] or ())
                     ]
                 )
                 return
@@ -183,7 +221,20 @@ class _ConfluentFollow:
             consumer.close()
             raise
 
+    def _partitions(self, topics: Iterable[str]) -> dict[str, Any]:
+        metadata = self._consumer.list_topics(timeout=10).topics
+        return {t: metadata[t].partitions if t in metadata else None for t in topics}
+
     def poll(self, timeout_s: float) -> dict[str, list[Record]]:
+        if self._lacking.due():  # a topic made since: all of it is new
+            from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+            found = self._partitions(self._lacking.topics)
+            made = self._lacking.made(found)
+            if made:
+                self._consumer.incremental_assign(
+                    [TopicPartition(t, p, OFFSET_BEGINNING) for t in made for p in sorted(found[t])]
+                )
         messages = confluent_take(self._consumer, MAX_RECORDS, timeout_s)
         out: dict[str, list[Record]] = {}
         for m in messages:

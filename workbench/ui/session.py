@@ -127,7 +127,7 @@ class LiveSession:
         self.device: str | None = None
         """The device whose readings are followed."""
         self.device_readings: deque[Reading] = deque(maxlen=DEVICE_READINGS)
-        self.truth = TruthFeed(self.settings, truth_topic) if truth_topic else None
+        self.truth = TruthFeed() if truth_topic else None
         self.reading_listeners: list[Callable[[list[Reading]], object]] = []
         """Called on the kernel's loop with each poll's readings of the followed device."""
         self.alert_listeners: list[Callable[[list[Alert]], object]] = []
@@ -145,16 +145,20 @@ class LiveSession:
         self._grant: tuple[Grant, float] | None = None
         self._threads = ThreadPoolExecutor(1, thread_name_prefix="workbench-view")
         self._replays = ThreadPoolExecutor(1, thread_name_prefix="workbench-preview")
-        self._followers = [  # one consumer for all four (a connection and a thread per view)
+        follows = {
+            self.topics.alerts: (self._on_alerts, "earliest"),
+            self.topics.devices: (self._on_devices, "earliest"),
+            self.topics.metrics: (self._on_figures, "latest"),
+            self.topics.settings: (self._on_settings, "earliest"),
+        }
+        if truth_topic and self.truth is not None:
+            follows[truth_topic] = (self.truth.take, "latest")
+        self._followers = [  # one consumer for all (a connection and a thread per view)
             TopicsFollower(
                 self.settings,
-                {
-                    self.topics.alerts: (self._on_alerts, "earliest"),
-                    self.topics.devices: (self._on_devices, "earliest"),
-                    self.topics.metrics: (self._on_figures, "latest"),
-                    self.topics.settings: (self._on_settings, "earliest"),
-                },
+                follows,
                 every_s=HAND_OVER_S,
+                optional=frozenset({truth_topic} if truth_topic else ()),
             )
         ]
         self._device_follower: TopicFollower | None = None
@@ -167,8 +171,6 @@ class LiveSession:
         self.started = True
         for follower in self._followers:
             follower.start()
-        if self.truth is not None:
-            self.truth.start()
 
     async def stop(self) -> None:
         """Stop following and let the threads go."""
@@ -178,8 +180,6 @@ class LiveSession:
         for follower in [*self._followers, *filter(None, [self._device_follower])]:
             await follower.stop()
         self._device_follower = None
-        if self.truth is not None:
-            await self.truth.stop()
         self._threads.shutdown(wait=False, cancel_futures=True)
         self._replays.shutdown(wait=False, cancel_futures=True)
 
