@@ -187,21 +187,19 @@ class Checkpointer:
 
     # -- on the detection thread --------------------------------------------------------------
     def _write(self, offsets: dict[int, int]) -> None:
-        by_partition: dict[int, list[str]] = {}
-        for device_id in self._dirty:
-            entry = self.ledger.get(device_id)
-            if entry is not None and entry.partition in offsets:
-                by_partition.setdefault(entry.partition, []).append(device_id)
-        changed: list[tuple[str, int | None, Messages]] = []
-        for partition, device_ids in by_partition.items():
-            incidents = self.stage.manager.incidents(set(device_ids))
-            changed.append((self.topic, partition, list(self._records(device_ids, incidents))))
-            if self.devices_topic is not None:
-                statuses = list(self._statuses(device_ids, incidents))
-                changed.append((self.devices_topic, None, statuses))
+        held = self.ledger.get
+        device_ids = [d for d in self._dirty if (e := held(d)) and e.partition in offsets]
+        incidents = self.stage.manager.incidents(set(device_ids))
+        by_partition: dict[int, list[tuple[bytes, bytes, None]]] = {}
+        for device_id, record in self._records(device_ids, incidents):
+            by_partition.setdefault(self.ledger[device_id].partition, []).append(record)
+        changed: list[tuple[str, int | None, Messages]] = [
+            (self.topic, p, records) for p, records in by_partition.items()
+        ]
+        if self.devices_topic is not None:
+            changed.append((self.devices_topic, None, list(self._statuses(device_ids, incidents))))
         deliver_many(self.producer, changed)  # all state on the broker before any marker
-        for device_ids in by_partition.values():
-            self._dirty.difference_update(device_ids)
+        self._dirty.difference_update(device_ids)
         now = time.time()
         markers = []
         for partition, offset in offsets.items():
@@ -211,7 +209,9 @@ class Checkpointer:
 
     def _records(
         self, device_ids: list[str], incidents: dict[str, list[tuple[Alert, datetime | None]]]
-    ) -> Iterable[tuple[bytes, bytes, None]]:
+    ) -> Iterable[tuple[str, tuple[bytes, bytes, None]]]:
+        """Each device's changelog record, by device: one state export per type, whatever the
+        partitions (each export has a fixed cost)."""
         by_type: dict[str, list[str]] = {}
         for device_id in device_ids:
             by_type.setdefault(self.ledger[device_id].device_type, []).append(device_id)
@@ -223,7 +223,7 @@ class Checkpointer:
                     detector=state,
                     incidents=incidents.get(device_id, []),
                 )
-                yield device_id.encode(), _encode(record), None
+                yield device_id, (device_id.encode(), _encode(record), None)
 
     def _statuses(
         self, device_ids: list[str], incidents: dict[str, list[tuple[Alert, datetime | None]]]
