@@ -1,5 +1,6 @@
 """``workbench bench scale`` end to end on the real broker, small: every figure is there, each
-with its unit, and the targets are checked (a run this small misses them: exit code 1)."""
+with its unit, and the targets are checked (a run this small misses them: exit code 1); a
+backlog too small to time is refused with what to offer."""
 
 from __future__ import annotations
 
@@ -7,13 +8,12 @@ import json
 
 import pytest
 
-from workbench.bench.scale import format_table
+from workbench.bench.scale import BacklogTooSmall, check_left_to_time, format_table
 from workbench.cli import main
 from workbench.config import Settings
 
-pytestmark = pytest.mark.kafka
 
-
+@pytest.mark.kafka
 def test_bench_scale_measures_workers_with_full_detection_and_checks_the_targets(
     kafka: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -36,3 +36,12 @@ def test_bench_scale_measures_workers_with_full_detection_and_checks_the_targets
     table = format_table(figures)
     assert "readings/s (full detection)" in table and "p99 ms" in table
     assert "target one worker readings per s ≥ 100,000.0: NOT met" in table
+
+
+def test_a_backlog_handled_before_the_workers_settled_is_refused_with_what_to_offer() -> None:
+    check_left_to_time(150_000, 100_000, 1)  # a third left: timed
+    with pytest.raises(BacklogTooSmall) as refused:
+        check_left_to_time(20_000, 20_000, 2)  # one poll took it all
+    message = str(refused.value)
+    assert "2 worker(s) handled 20,000 of the 20,000 readings" in message
+    assert "offer at least 40,000 readings (--readings)" in message

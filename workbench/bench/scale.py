@@ -47,6 +47,17 @@ class BacklogTooSmall(ValueError):
     """The pre-filled topic was mostly handled before the group settled: no rate to measure."""
 
 
+def check_left_to_time(count: int, done_from: int, workers: int) -> None:
+    """Refuse a run whose workers handled more than three quarters of the ``count`` readings
+    before they all owned partitions (``done_from``): what is left is too little to time."""
+    if count - done_from < count / 4:
+        raise BacklogTooSmall(
+            f"{workers} worker(s) handled {done_from:,} of the {count:,} readings before every "
+            f"worker owned partitions, so what is left is too little to time; offer at least "
+            f"{2 * done_from:,} readings (--readings)"
+        )
+
+
 def _fill(settings: Settings, topic: str, count: int, devices: int) -> None:
     """``count`` unique simulated readings (``devices`` devices, times up to now) on ``topic``."""
     from workbench.schema import encode
@@ -126,12 +137,7 @@ def _throughput(
     try:
         names = wait_settled(supervisor, figures)
         began, done_from = time.monotonic(), sum(f["pipeline"]["total"] for f in figures.of(names))
-        if count - done_from < count / 4:
-            raise BacklogTooSmall(
-                f"{workers} worker(s) handled {done_from:,} of the {count:,} readings before every "
-                f"worker owned partitions, so what is left is too little to time; offer at least "
-                f"{2 * done_from:,} readings (--readings)"
-            )
+        check_left_to_time(count, done_from, workers)
         cpu = supervisor.cpu_shares()  # from here on
         total = done_from
         while total < 0.95 * count:
