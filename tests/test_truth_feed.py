@@ -63,9 +63,13 @@ def test_views_flow_without_a_truth_topic_and_read_all_of_it_once_made(
             producer.send(truth, encode_truth(_truth(2)))
             producer.flush(10)
             await until(lambda: len(feed.truths) >= 2, LOOK_AGAIN_S + 20)
+            producer.send(alerts, b"another alert")
+            producer.flush(10)
+            await until(lambda: len(seen) >= 2, 30)
         finally:
             producer.close()
             await follower.stop()
 
     asyncio.run(run())
     assert [t.anomaly_id for t in feed.truths] == ["a1", "a2"]  # the malformed one skipped
+    assert seen == [b"an alert", b"another alert"]  # the others kept their place
