@@ -85,7 +85,9 @@ class Plan:
 
 
 class _Lacking:
-    """The optional topics a whole-topic follower lacks, looked for again every LOOK_AGAIN_S."""
+    """The optional topics a whole-topic follower lacks, looked for again every LOOK_AGAIN_S;
+    made from what was ``found`` (topic → its partitions or nothing), it raises NoTopicYet
+    for a missing topic that is not optional."""
 
     def __init__(self, found: dict[str, Any], plan: Plan) -> None:
         _check_found({t: parts for t, parts in found.items() if t not in plan.optional})
@@ -149,13 +151,14 @@ class _KafkaPythonFollow:
         held = list(self._consumer.assignment())
         self._consumer.assign(held + [tp for tps in by_topic.values() for tp in tps])
         for t, tps in by_topic.items():
-            latest = starts.get(t) == "latest"
+            latest = starts[t] == "latest"
             (self._consumer.seek_to_end if latest else self._consumer.seek_to_beginning)(*tps)
 
     def poll(self, timeout_s: float) -> dict[str, list[Record]]:
         if self._lacking.due():
             found = {t: self._consumer.partitions_for_topic(t) for t in self._lacking.topics}
-            self._adopt({t: found[t] for t in self._lacking.made(found)}, {})  # all of it new
+            made = self._lacking.made(found)  # all of a topic made since is new
+            self._adopt({t: found[t] for t in made}, dict.fromkeys(made, "earliest"))
         polled = self._consumer.poll(int(timeout_s * 1000), max_records=MAX_RECORDS)
         out: dict[str, list[Record]] = {}
         for tp, batch in polled.items():

@@ -127,7 +127,7 @@ class LiveSession:
         self.device: str | None = None
         """The device whose readings are followed."""
         self.device_readings: deque[Reading] = deque(maxlen=DEVICE_READINGS)
-        self.truth = TruthFeed() if truth_topic else None
+        self.truth: TruthFeed | None = None
         self.reading_listeners: list[Callable[[list[Reading]], object]] = []
         """Called on the kernel's loop with each poll's readings of the followed device."""
         self.alert_listeners: list[Callable[[list[Alert]], object]] = []
@@ -151,14 +151,17 @@ class LiveSession:
             self.topics.metrics: (self._on_figures, "latest"),
             self.topics.settings: (self._on_settings, "earliest"),
         }
-        if truth_topic and self.truth is not None:
+        optional: frozenset[str] = frozenset()
+        if truth_topic:  # the views never wait for it (a fleet with no simulator has none)
+            self.truth = TruthFeed()
             follows[truth_topic] = (self.truth.take, "latest")
+            optional = frozenset({truth_topic})
         self._followers = [  # one consumer for all (a connection and a thread per view)
             TopicsFollower(
                 self.settings,
                 follows,
                 every_s=HAND_OVER_S,
-                optional=frozenset({truth_topic} if truth_topic else ()),
+                optional=optional,
             )
         ]
         self._device_follower: TopicFollower | None = None
