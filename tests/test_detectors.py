@@ -28,7 +28,7 @@ from workbench.models import (
 from workbench.models.base import Finding
 from workbench.models.density import BRUTE_ROWS
 from workbench.models.explain import explain
-from workbench.models.forest import FlatForest
+from workbench.models.forest import FLAT_ROWS, FlatForest, JoinedForests
 from workbench.schema import EnvSensor, SmartMeter
 from workbench.simulator import Truth, simulate
 
@@ -245,8 +245,24 @@ def test_flat_forest_scores_exactly_like_scikit_learn() -> None:
     rng = np.random.default_rng(8)
     rows = rng.normal(size=(1024, 3))
     model = ForestDetector(background=False)._fit(rows).model[0]
-    probe = rng.normal(size=(300, 3)) * 4
-    assert np.allclose(FlatForest(model).score(probe), -model.score_samples(probe), atol=1e-12)
+    for rows in (300, FLAT_ROWS + 1):  # all trees at once, then tree by tree
+        probe = rng.normal(size=(rows, 3)) * 4
+        assert np.allclose(FlatForest(model).score(probe), -model.score_samples(probe), atol=1e-12)
+
+
+def test_forests_of_several_types_walked_together_score_as_each_alone() -> None:
+    rng = np.random.default_rng(10)
+    widths = (3, 2, 4)  # device types with different numbers of gauges
+    models = [
+        ForestDetector(background=False, random_state=w)._fit(rng.normal(size=(512, w))).model[0]
+        for w in widths
+    ]
+    probes = [rng.normal(size=(n, w)) * 3 for n, w in zip((7, 1, 12), widths, strict=True)]
+    flats = [FlatForest(m) for m in models]
+    joined = JoinedForests([*flats, FlatForest(models[0])])  # one more, not scored here
+    together = joined.score(flats[::-1], probes[::-1])[::-1]  # in any order
+    for model, probe, score in zip(models, probes, together, strict=True):
+        assert np.allclose(score, -model.score_samples(probe), atol=1e-12)
 
 
 def test_density_scores_small_batches_directly_as_its_k_d_tree_does() -> None:

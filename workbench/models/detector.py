@@ -132,7 +132,7 @@ class Detector(ParamsMixin):
         """This detector's state of the devices at ``rows`` (stamps ``born``), one array per
         field with a row per device, and which of them it holds state for."""
         table = getattr(self, "_tables", {}).get(device_type)
-        if table is None:
+        if table is None or not len(table.born):
             return {}, np.zeros(len(rows), dtype=bool)
         inside = rows < len(table.born)
         held = inside & (table.born[np.where(inside, rows, 0)] == born)

@@ -167,6 +167,9 @@ class EnsembleDetector(ParamsMixin):
             names = detector.get_params()
             detector.set_params(**{k: v for k, v in shared.items() if k in names})
             detector.share(fleet)
+        fleet_models = [d for d in self._components.values() if isinstance(d, FleetModelDetector)]
+        for model in fleet_models[1:]:  # one EWMA normaliser for all the fleet models
+            model.share_features(fleet_models[0])
 
     @property
     def fleet(self) -> Fleet:

@@ -5,7 +5,9 @@ one model serves a whole device type however different its devices' levels are. 
 ``model_update_interval`` readings of a type a new model is fitted on the last ``train_size``
 feature rows in a worker thread while the stream goes on being scored by the current one; the new
 model replaces it when ready. Scoring is one vectorised call per batch and device type (small
-batches walk all trees at once in numpy: :class:`FlatForest`).
+batches walk all trees at once in numpy: :class:`FlatForest`; the smallest walk every type's
+trees at once: :class:`JoinedForests`). The fleet models of an ensemble share one EWMA
+normaliser (:meth:`FleetModelDetector.share_features`).
 """
 
 from __future__ import annotations
@@ -31,9 +33,17 @@ _rest_until = 0.0
 TRAINER_SHARE = 0.2
 """Largest share of a CPU core background refits may take, all models together."""
 FLAT_ROWS = 2000
-"""Batches up to this many rows are scored by :class:`FlatForest`, larger ones by scikit-learn."""
+"""Batches up to this many rows walk all trees at once (:class:`FlatForest`), larger ones go
+tree by tree."""
+JOIN_ROWS = 128
+"""Batches up to this many rows (all device types together) walk their types' forests as one:
+below it the per-level calls dominate, above it the larger gathers cost more than they save."""
 FEATURE_CLIP = 100.0
 """Residuals are clipped to ±this many spreads (beyond it, more is not more informative)."""
+_FEATURES = "residual features"
+Features = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""Per reading: clipped residuals, EWMA mean, spread (rows × signals), and whether its device is
+past its warm-up."""
 
 
 def trainer() -> ThreadPoolExecutor:
@@ -134,39 +144,72 @@ class FleetModelDetector(Detector):
         self._check_params()
         limit = self.threshold if threshold is None else threshold
         out: list[Finding] = []
+        scored = []
         for device_type, cols in batches.items():
-            table, rows, order = self._locate(cols)
             model = self._model(device_type)
-            x = cols.signals
-            features = np.zeros_like(x)
-            mean, sd = np.zeros_like(x), np.zeros_like(x)
-            ready = np.zeros(len(cols), dtype=bool)
-            for sel in order:
-                r = rows[sel]
-                mean[sel], sd[sel], z = EwmaState.residuals(table, r, x[sel], device_type)
-                features[sel] = np.clip(z, -FEATURE_CLIP, FEATURE_CLIP)
-                ready[sel] = table["n"][r] >= self.min_history
-                if learn:
-                    EwmaState.learn(
-                        table, r, x[sel], mean[sel], sd[sel], self.window_size, 3.0,
-                        self.min_history,
-                    )  # fmt: skip
-            fitted = model.fitted
-            if fitted is not None and ready.any():
-                raw = self._raw_scores(fitted, features[ready])
-                score = np.zeros(len(cols))
-                score[ready] = calibrate((raw - fitted.centre) / (fitted.spread * self.margin))
-                best = np.argmax(np.abs(features), axis=1)
-                pick = np.arange(len(cols)), best
-                reach = 3.0 * sd[pick]
-                s = Scores(score, best, x[pick], mean[pick] - reach, mean[pick] + reach, self.kind)
-                hits = np.flatnonzero(score >= limit)
-                if hits.size:
-                    everything = np.arange(len(cols))
-                    out.extend(self._findings(cols, everything, s, hits, SIGNALS[device_type]))
+            features, mean, sd, ready = self._features_of(cols, learn)
+            if model.fitted is not None and ready.any():
+                scored.append((device_type, cols, model.fitted, features, mean, sd, ready))
             if learn:
                 self._keep(model, features[ready])
+        raws = self._raw_scores_many([(f[2], f[3][f[6]]) for f in scored])
+        for (device_type, cols, fitted, features, mean, sd, ready), raw in zip(
+            scored, raws, strict=True
+        ):
+            score = np.zeros(len(cols))
+            score[ready] = calibrate((raw - fitted.centre) / (fitted.spread * self.margin))
+            best = np.argmax(np.abs(features), axis=1)
+            pick = np.arange(len(cols)), best
+            reach = 3.0 * sd[pick]
+            x = cols.signals[pick]
+            s = Scores(score, best, x, mean[pick] - reach, mean[pick] + reach, self.kind)
+            hits = np.flatnonzero(score >= limit)
+            if hits.size:
+                everything = np.arange(len(cols))
+                out.extend(self._findings(cols, everything, s, hits, SIGNALS[device_type]))
         return out
+
+    def _raw_scores_many(self, work: list[tuple[Fitted, np.ndarray]]) -> list[np.ndarray]:
+        """:meth:`_raw_scores` for several device types' models and features."""
+        return [self._raw_scores(fitted, features) for fitted, features in work]
+
+    def share_features(self, source: FleetModelDetector) -> None:
+        """Take the residual features of ``source`` (another fleet model of one ensemble) while
+        its window and warm-up are ours, instead of keeping the same per-device state twice."""
+        self._feature_source = source
+
+    def _features_of(self, cols: Columns, learn: bool) -> Features:
+        """This batch's features: the ones the feature source already worked out and we have
+        not used yet, else worked out (and learned) now in the source's state."""
+        source = getattr(self, "_feature_source", self)
+        if (source.window_size, source.min_history) != (self.window_size, self.min_history):
+            source = self
+        key = (_FEATURES, id(source), learn)
+        held = cols.derived.get(key)
+        if held is not None and id(self) not in held[1]:
+            held[1].add(id(self))
+            return held[0]
+        found = source._residual_features(cols, learn)
+        cols.derived[key] = (found, {id(self)})
+        return found
+
+    def _residual_features(self, cols: Columns, learn: bool) -> Features:
+        """(features, EWMA mean, spread, ready) per reading, round by round from our state."""
+        table, rows, order = self._locate(cols)
+        x = cols.signals
+        features = np.zeros_like(x)
+        mean, sd = np.zeros_like(x), np.zeros_like(x)
+        ready = np.zeros(len(cols), dtype=bool)
+        for sel in order:
+            r = rows[sel]
+            mean[sel], sd[sel], z = EwmaState.residuals(table, r, x[sel], cols.device_type)
+            features[sel] = np.clip(z, -FEATURE_CLIP, FEATURE_CLIP)
+            ready[sel] = table["n"][r] >= self.min_history
+            if learn:
+                EwmaState.learn(
+                    table, r, x[sel], mean[sel], sd[sel], self.window_size, 3.0, self.min_history
+                )
+        return features, mean, sd, ready
 
     def _keep(self, model: TypeModel, features: np.ndarray) -> None:
         """Add feature rows to the training window; start a refit when one is due."""
@@ -250,10 +293,18 @@ class ForestDetector(FleetModelDetector):
         )
 
     def _raw_scores(self, fitted: Fitted, features: np.ndarray) -> np.ndarray:
-        model, flat = fitted.model
-        if len(features) <= FLAT_ROWS:
-            return flat.score(features)
-        return -model.score_samples(features)
+        return fitted.model[1].score(features)
+
+    def _raw_scores_many(self, work: list[tuple[Fitted, np.ndarray]]) -> list[np.ndarray]:
+        """Small batches of several device types walk all their forests together."""
+        flats = [fitted.model[1] for fitted, _ in work]
+        if len(work) < 2 or sum(len(x) for _, x in work) > JOIN_ROWS:
+            return super()._raw_scores_many(work)
+        joined = getattr(self, "_joined", None)
+        if joined is None or not joined.holds(flats):  # a refit: join the forests in use now
+            used = [m.fitted.model[1] for m in self._models.values() if m.fitted is not None]
+            joined = self._joined = JoinedForests(used)
+        return joined.score(flats, [x for _, x in work])
 
 
 def path_length(n: np.ndarray | float) -> np.ndarray:
@@ -268,12 +319,19 @@ class FlatForest:
     """A fitted Isolation Forest's trees as flat arrays, walked together by numpy.
 
     Gives exactly ``-score_samples`` without scikit-learn's per-tree calls, which dominate the
-    cost of small batches (scikit-learn is faster on large ones: see ``FLAT_ROWS``).
+    cost of small batches. Larger ones (over ``FLAT_ROWS``) go tree by tree through the trees'
+    own compiled ``apply``, without the input checks ``score_samples`` repeats for every tree
+    and with the GIL released, so the ensemble's other components score meanwhile.
     """
 
     def __init__(self, model: IsolationForest) -> None:
         features, thresholds, children, values, roots = [], [], [], [], []
         offset, self.depth = 0, 0
+        every = model.n_features_in_
+        self.trees = [  # scikit-learn hands a tree all columns when it uses them all
+            (tree.tree_, None if len(used) == every else np.asarray(used))
+            for tree, used in zip(model.estimators_, model.estimators_features_, strict=True)
+        ]
         for tree, used in zip(model.estimators_, model.estimators_features_, strict=True):
             t = tree.tree_
             leaf = t.children_left < 0
@@ -297,6 +355,8 @@ class FlatForest:
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """``2 ** -(mean path length / c(max_samples))`` per row (``-score_samples``)."""
+        if len(x) > FLAT_ROWS:
+            return self._score_by_tree(x)
         flat = x.astype(np.float32).astype(np.float64).ravel()  # trees compare float32 inputs
         n, width = x.shape
         node = np.repeat(self.roots[None], n, axis=0)
@@ -305,3 +365,55 @@ class FlatForest:
             right = flat[base + self.feature[node]] > self.threshold[node]
             node = self.children[2 * node + right]
         return 2.0 ** (-self.value[node].sum(axis=1) / self.norm)
+
+    def _score_by_tree(self, x: np.ndarray) -> np.ndarray:
+        x32 = np.ascontiguousarray(x, dtype=np.float32)
+        total = np.zeros(len(x))
+        for (tree, used), root in zip(self.trees, self.roots, strict=True):
+            rows = x32 if used is None else np.ascontiguousarray(x32[:, used])
+            total += self.value[root + tree.apply(rows)]
+        return 2.0 ** (-total / self.norm)
+
+
+class JoinedForests:
+    """Several :class:`FlatForest` (one per device type, the same number of trees) walked as one,
+    so a slow stream's small batch pays the per-level numpy calls once, not once per type."""
+
+    def __init__(self, flats: list[FlatForest]) -> None:
+        self.flats = flats
+        self.at = {id(f): k for k, f in enumerate(flats)}
+        starts = np.cumsum([0] + [len(f.threshold) for f in flats[:-1]])
+        self.feature = np.concatenate([f.feature for f in flats])
+        self.threshold = np.concatenate([f.threshold for f in flats])
+        self.children = np.concatenate([f.children + s for f, s in zip(flats, starts, strict=True)])
+        self.value = np.concatenate([f.value for f in flats])
+        self.roots = [f.roots + s for f, s in zip(flats, starts, strict=True)]
+        self.depth = max(f.depth for f in flats)
+        self.same_size = len({len(r) for r in self.roots}) == 1
+
+    def holds(self, flats: list[FlatForest]) -> bool:
+        """Whether all of these forests are joined here."""
+        return all(id(f) in self.at and self.flats[self.at[id(f)]] is f for f in flats)
+
+    def score(self, flats: list[FlatForest], xs: list[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`FlatForest.score` of each forest (one of those joined) on its rows."""
+        if not self.same_size:  # forests with different numbers of trees
+            return [f.score(x) for f, x in zip(flats, xs, strict=True)]
+        sizes = [len(x) for x in xs]
+        flat = np.concatenate([x.astype(np.float32).astype(np.float64).ravel() for x in xs])
+        starts = np.cumsum([0] + [x.size for x in xs[:-1]])
+        base = np.concatenate(
+            [s + np.arange(len(x)) * x.shape[1] for x, s in zip(xs, starts, strict=True)]
+        )[:, None]
+        node = np.concatenate(
+            [
+                np.repeat(self.roots[self.at[id(f)]][None], n, axis=0)
+                for f, n in zip(flats, sizes, strict=True)
+            ]
+        )
+        for _ in range(self.depth):
+            right = flat[base + self.feature[node]] > self.threshold[node]
+            node = self.children[2 * node + right]
+        norm = np.repeat([f.norm for f in flats], sizes)
+        scores = 2.0 ** (-self.value[node].sum(axis=1) / norm)
+        return np.split(scores, np.cumsum(sizes)[:-1])
