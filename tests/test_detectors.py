@@ -28,7 +28,7 @@ from workbench.models import (
 from workbench.models.base import Finding
 from workbench.models.density import BRUTE_ROWS
 from workbench.models.explain import explain
-from workbench.models.forest import FLAT_ROWS, FlatForest, JoinedForests
+from workbench.models.forest import FLAT_ROWS, FlatForest, JoinedForests, TypeModel
 from workbench.schema import EnvSensor, SmartMeter
 from workbench.simulator import Truth, simulate
 
@@ -263,6 +263,23 @@ def test_forests_of_several_types_walked_together_score_as_each_alone() -> None:
     together = joined.score(flats[::-1], probes[::-1])[::-1]  # in any order
     for model, probe, score in zip(models, probes, together, strict=True):
         assert np.allclose(score, -model.score_samples(probe), atol=1e-12)
+
+
+def test_a_batch_scored_by_a_forest_replaced_meanwhile_still_scores() -> None:
+    rng = np.random.default_rng(11)
+    detector = ForestDetector(background=False)
+    fits = [detector._fit(rng.normal(size=(512, 3))) for _ in range(4)]
+    probe = rng.normal(size=(5, 3))
+    detector._models = {
+        "a": TypeModel(probe, fitted=fits[0]),
+        "b": TypeModel(probe, fitted=fits[1]),
+    }
+    detector._raw_scores_many([(fits[0], probe), (fits[1], probe)])  # joins a0 and b0
+    detector._models["a"].fitted, detector._models["b"].fitted = fits[2], fits[3]
+    # this batch was located before b's refit landed: a new, b old
+    scores = detector._raw_scores_many([(fits[2], probe), (fits[1], probe)])
+    expected = [-fits[k].model[0].score_samples(probe) for k in (2, 1)]
+    assert all(np.allclose(s, e, atol=1e-12) for s, e in zip(scores, expected, strict=True))
 
 
 def test_density_scores_small_batches_directly_as_its_k_d_tree_does() -> None:

@@ -301,9 +301,9 @@ class ForestDetector(FleetModelDetector):
         if len(work) < 2 or sum(len(x) for _, x in work) > JOIN_ROWS:
             return super()._raw_scores_many(work)
         joined = getattr(self, "_joined", None)
-        if joined is None or not joined.holds(flats):  # a refit: join the forests in use now
-            used = [m.fitted.model[1] for m in self._models.values() if m.fitted is not None]
-            joined = self._joined = JoinedForests(used)
+        if joined is None or not joined.holds(flats):  # a refit: join these and the newest
+            newest = [m.fitted.model[1] for m in self._models.values() if m.fitted is not None]
+            joined = self._joined = JoinedForests(list({id(f): f for f in flats + newest}.values()))
         return joined.score(flats, [x for _, x in work])
 
 
