@@ -26,6 +26,7 @@ from workbench.models import (
     StuckDetector,
 )
 from workbench.models.base import Finding
+from workbench.models.batch import columnar
 from workbench.models.density import BRUTE_ROWS
 from workbench.models.explain import explain
 from workbench.models.forest import FLAT_ROWS, FlatForest, JoinedForests, TypeModel
@@ -280,6 +281,24 @@ def test_a_batch_scored_by_a_forest_replaced_meanwhile_still_scores() -> None:
     scores = detector._raw_scores_many([(fits[2], probe), (fits[1], probe)])
     expected = [-fits[k].model[0].score_samples(probe) for k in (2, 1)]
     assert all(np.allclose(s, e, atol=1e-12) for s, e in zip(scores, expected, strict=True))
+
+
+def test_an_ensembles_fleet_models_find_what_they_find_alone_keeping_one_normaliser() -> None:
+    readings = [r for r, _ in simulate(40, 40.0, 6000, seed=12, start=T0)]
+    together = EnsembleDetector().components
+    alone = {"forest": ForestDetector(), "density": DensityDetector()}
+    for models in (together, alone):
+        for name in alone:
+            models[name].set_params(background=False, model_update_interval=200)
+    found: dict[str, list[list[Finding]]] = {"together": [], "alone": []}
+    for i in range(0, len(readings), 40):  # small batches of all four types: forests joined
+        batch = readings[i : i + 40]
+        shared = columnar(batch)
+        found["together"].append([f for n in alone for f in together[n].detect(shared)])
+        found["alone"].append([f for n in alone for f in alone[n].detect(columnar(batch))])
+    assert found["together"] == found["alone"]
+    assert sum(map(len, found["alone"])) > 0  # the comparison saw findings
+    assert together["density"].state_bytes < alone["density"].state_bytes / 100
 
 
 def test_density_scores_small_batches_directly_as_its_k_d_tree_does() -> None:

@@ -286,11 +286,10 @@ class ForestDetector(FleetModelDetector):
             max_samples=min(256, len(rows)),
             random_state=self.random_state,
         ).fit(rows)
-        raw = -model.score_samples(rows)
+        flat = FlatForest(model)
+        raw = flat.score(rows)
         centre = float(np.median(raw))
-        return Fitted(
-            (model, FlatForest(model)), centre, max(float(np.quantile(raw, 0.999)) - centre, 1e-3)
-        )
+        return Fitted((model, flat), centre, max(float(np.quantile(raw, 0.999)) - centre, 1e-3))
 
     def _raw_scores(self, fitted: Fitted, features: np.ndarray) -> np.ndarray:
         return fitted.model[1].score(features)
