@@ -51,7 +51,8 @@ class Columns:
     """The :data:`SIGNALS` columns of :attr:`values`."""
     _located: tuple[DeviceIndex, np.ndarray, list[np.ndarray]] | None = field(default=None)
     derived: dict[object, object] = field(default_factory=dict)
-    """What one detector worked out from this batch for others to reuse (see its users)."""
+    """What one detector worked out from this batch for another to reuse (the fleet models'
+    residual features)."""
 
     def __len__(self) -> int:
         return len(self.readings)
