@@ -152,7 +152,7 @@ class FleetModelDetector(Detector):
                 scored.append((device_type, cols, model.fitted, features, mean, sd, ready))
             if learn:
                 self._keep(model, features[ready])
-        raws = self._raw_scores_many([(f[2], f[3][f[6]]) for f in scored])
+        raws = self._raw_scores_many([(f, x[ready]) for _, _, f, x, _, _, ready in scored])
         for (device_type, cols, fitted, features, mean, sd, ready), raw in zip(
             scored, raws, strict=True
         ):
@@ -327,12 +327,11 @@ class FlatForest:
         features, thresholds, children, values, roots = [], [], [], [], []
         offset, self.depth = 0, 0
         every = model.n_features_in_
-        self.trees = [  # scikit-learn hands a tree all columns when it uses them all
-            (tree.tree_, None if len(used) == every else np.asarray(used))
-            for tree, used in zip(model.estimators_, model.estimators_features_, strict=True)
-        ]
+        self.trees: list[tuple[Any, np.ndarray | None]] = []
         for tree, used in zip(model.estimators_, model.estimators_features_, strict=True):
             t = tree.tree_
+            # scikit-learn hands a tree all columns when it uses them all
+            self.trees.append((t, None if len(used) == every else np.asarray(used)))
             leaf = t.children_left < 0
             depth = t.compute_node_depths()
             here = offset + np.arange(t.node_count)
@@ -356,14 +355,10 @@ class FlatForest:
         """``2 ** -(mean path length / c(max_samples))`` per row (``-score_samples``)."""
         if len(x) > FLAT_ROWS:
             return self._score_by_tree(x)
-        flat = x.astype(np.float32).astype(np.float64).ravel()  # trees compare float32 inputs
         n, width = x.shape
         node = np.repeat(self.roots[None], n, axis=0)
-        base = (np.arange(n) * width)[:, None]
-        for _ in range(self.depth):
-            right = flat[base + self.feature[node]] > self.threshold[node]
-            node = self.children[2 * node + right]
-        return 2.0 ** (-self.value[node].sum(axis=1) / self.norm)
+        leaves = _walk(self, [x], (np.arange(n) * width)[:, None], node)
+        return 2.0 ** (-self.value[leaves].sum(axis=1) / self.norm)
 
     def _score_by_tree(self, x: np.ndarray) -> np.ndarray:
         x32 = np.ascontiguousarray(x, dtype=np.float32)
@@ -399,7 +394,6 @@ class JoinedForests:
         if not self.same_size:  # forests with different numbers of trees
             return [f.score(x) for f, x in zip(flats, xs, strict=True)]
         sizes = [len(x) for x in xs]
-        flat = np.concatenate([x.astype(np.float32).astype(np.float64).ravel() for x in xs])
         starts = np.cumsum([0] + [x.size for x in xs[:-1]])
         base = np.concatenate(
             [s + np.arange(len(x)) * x.shape[1] for x, s in zip(xs, starts, strict=True)]
@@ -410,9 +404,19 @@ class JoinedForests:
                 for f, n in zip(flats, sizes, strict=True)
             ]
         )
-        for _ in range(self.depth):
-            right = flat[base + self.feature[node]] > self.threshold[node]
-            node = self.children[2 * node + right]
+        leaves = _walk(self, xs, base, node)
         norm = np.repeat([f.norm for f in flats], sizes)
-        scores = 2.0 ** (-self.value[node].sum(axis=1) / norm)
+        scores = 2.0 ** (-self.value[leaves].sum(axis=1) / norm)
         return np.split(scores, np.cumsum(sizes)[:-1])
+
+
+def _walk(
+    trees: FlatForest | JoinedForests, xs: list[np.ndarray], base: np.ndarray, node: np.ndarray
+) -> np.ndarray:
+    """The leaf each row reaches in each tree: rows of ``xs`` laid end to end, ``base`` the
+    offset of each row's first value, ``node`` each row's roots (rows × trees)."""
+    flat = np.concatenate([x.astype(np.float32).astype(np.float64).ravel() for x in xs])
+    for _ in range(trees.depth):  # trees compare float32 inputs; a leaf loops on itself
+        right = flat[base + trees.feature[node]] > trees.threshold[node]
+        node = trees.children[2 * node + right]
+    return node

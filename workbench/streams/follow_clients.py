@@ -158,7 +158,8 @@ class _KafkaPythonFollow:
         if self._lacking.due():
             found = {t: self._consumer.partitions_for_topic(t) for t in self._lacking.topics}
             made = self._lacking.made(found)  # all of a topic made since is new
-            self._adopt({t: found[t] for t in made}, dict.fromkeys(made, "earliest"))
+            if made:
+                self._adopt({t: found[t] for t in made}, dict.fromkeys(made, "earliest"))
         polled = self._consumer.poll(int(timeout_s * 1000), max_records=MAX_RECORDS)
         out: dict[str, list[Record]] = {}
         for tp, batch in polled.items():
